@@ -1,0 +1,5 @@
+import sys
+
+from chatprobe.cli import main
+
+sys.exit(main())
