@@ -19,6 +19,9 @@ from chatprobe.errors import ChatprobeError
 # (subcommand, module under chatprobe.commands, one-line help)
 COMMANDS: list[tuple[str, str, str]] = [
     ("serve", "serve", "run the reference server (every dialect, latency model, faults)"),
+    ("probe", "probe", "send one request (default: to the embedded reference server); timeline + findings"),
+    ("lint-stream", "lint_stream", "validate a captured raw event stream; findings as JSON"),
+    ("validate", "validate", "validate a JSON document against a dialect's schema"),
 ]
 
 

@@ -1,0 +1,139 @@
+"""Validate a captured raw event stream (as `curl -N` saves it) and print the findings as JSON.
+
+Exit 0 when there is no error-severity finding, 1 when there is, 2 when the
+file cannot be read. Without --dialect the dialect is recognised from the
+first chunk (Elastic's wrappers), else openai.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import orjson
+
+from chatprobe.errors import UsageError
+from chatprobe.findings import Finding, Severity
+from chatprobe.specs import Profile, bundled_dialects, load_profile
+from chatprobe.sse import Event, SSEDecoder
+from chatprobe.streams import StreamValidator
+
+READ_SIZE = 64 * 1024
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("file", metavar="FILE|-", help="the captured stream ('-' for standard input)")
+    parser.add_argument("--dialect", choices=bundled_dialects(), help="the stream's dialect (default: recognised)")
+    parser.add_argument("--profile", metavar="FILE", help="a profile YAML describing another vendor's dialect")
+    parser.add_argument(
+        "--request",
+        metavar="FILE",
+        help="the request body (JSON) that produced the stream: enables rules that depend on it "
+        "(n, stream_options.include_usage)",
+    )
+    parser.add_argument("--max-frame-bytes", type=int, default=8 << 20, help="decoder buffer limit (default 8 MiB)")
+
+
+def _open(path: str) -> BinaryIO:
+    if path == "-":
+        return sys.stdin.buffer
+    try:
+        return open(path, "rb")  # noqa: SIM115 - closed by the caller
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from exc
+
+
+def _read_request(path: str | None) -> dict[str, Any] | None:
+    if path is None:
+        return None
+    try:
+        value = json.loads(Path(path).read_bytes())
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    except ValueError as exc:
+        raise UsageError(f"{path} is not JSON: {exc}") from exc
+    if not isinstance(value, dict):
+        raise UsageError(f"{path}: the request body must be a JSON object")
+    return value
+
+
+def recognise_dialect(events: list[Event]) -> str:
+    """Elastic's wrapper keys give the dialect away; anything else is read as openai."""
+    for ev in events:
+        try:
+            obj = orjson.loads(ev.data)
+        except orjson.JSONDecodeError:
+            continue
+        if isinstance(obj, dict):
+            if "chat_completion" in obj:
+                return "elastic-chat"
+            if "completion" in obj:
+                return "elastic-completion"
+            return "openai"
+    return "openai"
+
+
+def lint(
+    source: BinaryIO,
+    profile: Profile | None,
+    request: dict[str, Any] | None = None,
+    max_frame_bytes: int = 8 << 20,
+) -> dict[str, Any]:
+    """Decode and validate a whole stream; return the JSON report (bounded memory)."""
+    decoder = SSEDecoder(max_buffer=max_frame_bytes)
+    validator: StreamValidator | None = StreamValidator(profile, request) if profile is not None else None
+    pending: list[Event] = []  # only until the dialect is known
+    events = 0
+    while not decoder.stopped:
+        try:
+            block = source.read(READ_SIZE)
+        except OSError as exc:
+            raise UsageError(f"cannot read the stream: {exc}") from exc
+        new = decoder.feed(block) if block else decoder.close()
+        events += len(new)
+        if validator is None:
+            pending.extend(new)
+            if pending or not block:
+                validator = StreamValidator(recognise_dialect(pending), request)
+                validator.feed(pending)
+                pending = []
+        else:
+            validator.feed(new)
+        if not block:
+            break
+    assert validator is not None
+    validator.finish(complete=not decoder.stopped, end_offset=decoder.bytes_fed)
+    findings: list[Finding] = list(decoder.findings) + validator.findings
+    findings.sort(key=lambda f: (f.offset if f.offset is not None else 1 << 62))
+    counts = Counter(str(f.severity) for f in findings)
+    return {
+        "dialect": validator.dialect,
+        "bytes": decoder.bytes_fed,
+        "events": events,
+        "comments": decoder.comments,
+        "chunks": validator.result.chunks,
+        "terminator_seen": validator.result.terminator_seen,
+        "errors": counts.get(str(Severity.ERROR), 0),
+        "warnings": counts.get(str(Severity.WARNING), 0),
+        "findings": [f.to_json() for f in findings],
+    }
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.dialect and args.profile:
+        raise UsageError("give --dialect or --profile, not both")
+    profile = load_profile(args.profile or args.dialect) if (args.profile or args.dialect) else None
+    request = _read_request(args.request)
+    source = _open(args.file)
+    try:
+        report = lint(source, profile, request, args.max_frame_bytes)
+    finally:
+        if source is not sys.stdin.buffer:
+            source.close()
+    report = {"file": args.file, **report}
+    sys.stdout.write(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+    return 1 if report["errors"] else 0

@@ -1,0 +1,129 @@
+"""The one record of a request/response exchange, shared by every front-end.
+
+An :class:`Exchange` holds what was sent, what came back (status, headers,
+raw bytes up to a limit, the decoded SSE events each stamped with
+``perf_counter_ns`` when its first byte arrived), how the transport ended,
+and the timestamps the metrics need. Checks read it; metrics read it; reports
+serialise it (secrets redacted). Nothing in it is specific to pytest, Locust
+or the CLI.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from dataclasses import dataclass, field
+from typing import Any
+
+from chatprobe.findings import Finding
+from chatprobe.sse import Event
+
+# Header names whose values never leave the process (reports, logs, reproducers).
+SECRET_HEADERS = frozenset({"authorization", "x-api-key", "api-key", "proxy-authorization", "cookie"})
+REDACTED = "<redacted>"
+
+
+def redact_headers(headers: dict[str, str]) -> dict[str, str]:
+    return {k: (REDACTED if k.lower() in SECRET_HEADERS else v) for k, v in headers.items()}
+
+
+@dataclass(slots=True)
+class Exchange:
+    dialect: str
+    method: str
+    url: str
+    request_headers: dict[str, str]
+    request_body: bytes
+    stream: bool
+    request_json: Any = None  # the body as a Python value, when it was JSON
+
+    # timestamps, time.perf_counter_ns()
+    t_scheduled_ns: int | None = None
+    t_sent_ns: int = 0
+    t_headers_ns: int | None = None
+    t_first_byte_ns: int | None = None
+    t_end_ns: int | None = None
+
+    status: int | None = None
+    response_headers: list[tuple[str, str]] = field(default_factory=list)
+    body: bytes = b""  # raw body as received, capped at the client's capture limit
+    body_truncated: bool = False  # True when more arrived than was captured
+    bytes_received: int = 0
+    events: list[Event] = field(default_factory=list)
+    sse_findings: list[Finding] = field(default_factory=list)  # the decoder's
+    # How the transport ended: None (complete), "timeout", "reset", "too_large", "connect".
+    transport_error: str | None = None
+    transport_detail: str = ""
+
+    # ---- convenience -------------------------------------------------------
+    def header(self, name: str) -> str | None:
+        lname = name.lower()
+        for key, value in self.response_headers:
+            if key.lower() == lname:
+                return value
+        return None
+
+    @property
+    def content_type(self) -> str:
+        return (self.header("content-type") or "").split(";", 1)[0].strip().lower()
+
+    def json_body(self) -> Any:
+        """The response body parsed as JSON; raises ValueError when it is not."""
+        return json.loads(self.body)
+
+    # ---- reporting --------------------------------------------------------------
+    def curl(self) -> str:
+        """A reproducer with secrets replaced by environment-variable references."""
+        parts = ["curl", "-sS"]
+        if self.stream:
+            parts.append("-N")
+        parts += ["-X", self.method, self.url]
+        for key, value in self.request_headers.items():
+            if key.lower() in SECRET_HEADERS:
+                scheme = value.split(" ", 1)[0] + " " if " " in value else ""
+                parts += ["-H", f"{key}: {scheme}$API_KEY"]
+            else:
+                parts += ["-H", f"{key}: {value}"]
+        if self.request_body:
+            parts += ["--data-binary", self.request_body.decode("utf-8", "replace")]
+        # $API_KEY must stay expandable: quote everything except that reference.
+        return " ".join(_quote_keep_env(p) for p in parts)
+
+    def to_json(self, body_limit: int = 4096) -> dict[str, Any]:
+        body_text = self.body[:body_limit].decode("utf-8", "replace")
+        return {
+            "dialect": self.dialect,
+            "request": {
+                "method": self.method,
+                "url": self.url,
+                "headers": redact_headers(self.request_headers),
+                "body": self.request_json
+                if self.request_json is not None
+                else self.request_body[:body_limit].decode("utf-8", "replace"),
+            },
+            "response": {
+                "status": self.status,
+                "headers": redact_headers(dict(self.response_headers)),
+                "body_excerpt": body_text,
+                "body_truncated": self.body_truncated or len(self.body) > body_limit,
+                "bytes_received": self.bytes_received,
+                "events": len(self.events),
+            },
+            "transport_error": self.transport_error,
+            "transport_detail": self.transport_detail,
+            "reproducer": self.curl(),
+        }
+
+
+def _quote_keep_env(part: str) -> str:
+    if "$API_KEY" not in part:
+        return shlex.quote(part)
+    before, after = part.split("$API_KEY", 1)
+    return f'"{_dq(before)}$API_KEY{_dq(after)}"'
+
+
+def _dq(text: str) -> str:
+    """Escape text for the inside of a double-quoted shell word."""
+    for ch in ("\\", '"', "$", "`"):
+        text = text.replace(ch, "\\" + ch)
+    return text

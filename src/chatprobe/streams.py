@@ -1,0 +1,558 @@
+"""Stream-level rules of a chat-completion stream, checked incrementally.
+
+:class:`StreamValidator` takes the events of one stream as the SSE decoder
+produces them (live, from :class:`chatprobe.client.Client`, or from a captured
+file for ``chatprobe lint-stream``) and checks what no single chunk schema
+can: the terminator (present, last, once), ``id`` / ``model`` / ``created``
+constant, the role on each choice's first delta, ``finish_reason`` exactly
+once per choice and nothing after it, choice indexes within ``n``, tool-call
+deltas (integer ``index`` unique per call, ``id`` / ``type`` / ``name`` on a
+call's first delta, ``arguments`` a string accumulating to JSON), the usage
+chunk (``choices: []``, totals that add up, last before the terminator),
+error frames (a dialect's own error channel versus an error object inside a
+200 stream), and the dialect's event names and wrapper.
+
+It also accumulates what the semantic checks and the metrics need: each
+choice's text and tool calls, the usage, and the arrival time of every
+token-bearing event. How a dialect frames its stream comes from its profile
+(:class:`chatprobe.specs.Profile`); no dialect is special-cased here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from chatprobe.findings import Finding, error
+from chatprobe.specs import Profile, SchemaValidator, load_profile
+from chatprobe.sse import Event
+
+# Fields that must not change within one stream (checked when present).
+CONSTANT_FIELDS = ("id", "model", "created")
+# Schema rules a more specific stream rule below reports under its own name
+# (schema rule names as chatprobe.specs derives them, wrapper key stripped).
+_COVERED_SCHEMA_RULES = (
+    "choices.finish_reason.",
+    "choices.delta.tool_calls.index.",
+    "choices.delta.tool_calls.function.arguments.type",
+)
+
+_EXCERPT = 200
+
+
+def _excerpt(text: str) -> str:
+    return text if len(text) <= _EXCERPT else text[:_EXCERPT] + "…"
+
+
+@dataclass(slots=True)
+class ToolCallState:
+    index: int | None
+    id: str | None = None
+    type: str | None = None
+    name: str | None = None
+    arguments: str = ""
+    first_offset: int = 0
+
+
+@dataclass(slots=True)
+class ChoiceState:
+    index: int
+    role: str | None = None
+    text: str = ""
+    reasoning: str = ""
+    finish_reason: str | None = None
+    finish_offset: int | None = None
+    tool_calls: dict[int, ToolCallState] = field(default_factory=dict)
+    logprobs: list[Any] = field(default_factory=list)
+    deltas: int = 0
+
+
+@dataclass(slots=True)
+class StreamResult:
+    """What a stream said, assembled: for semantic checks and metrics."""
+
+    choices: dict[int, ChoiceState] = field(default_factory=dict)
+    usage: dict[str, Any] | None = None
+    usage_offset: int | None = None
+    terminator_seen: bool = False
+    error: Any = None  # the payload of the dialect's error event / error object, if any
+    chunks: int = 0
+    # perf_counter_ns arrival of each token-bearing event (content, reasoning, tool-call delta).
+    token_arrivals_ns: list[int] = field(default_factory=list)
+    # arrival of the first event with a non-empty choices list (vLLM's TTFT variant).
+    first_choices_ns: int | None = None
+    ids: set[str] = field(default_factory=set)
+
+    def text(self, index: int = 0) -> str:
+        choice = self.choices.get(index)
+        return choice.text if choice else ""
+
+
+class StreamValidator:
+    def __init__(
+        self,
+        profile: Profile | str,
+        request: dict[str, Any] | None = None,
+        *,
+        check_schema: bool = True,
+        role_required: bool = True,
+    ) -> None:
+        self.profile = profile = load_profile(profile)
+        fr = profile.framing
+        self.dialect = profile.dialect
+        self.data_events = frozenset({fr.data_event or "message"})
+        self.error_events = frozenset({fr.error_event} if fr.error_event else ())
+        self.wrapper = fr.wrapper
+        self.terminator = fr.terminator
+        self.terminator_required = fr.terminator_required
+        self.chunk_kind = profile.body  # "chat" deltas or Elastic's "completion" list
+        self.finish_reasons = frozenset(profile.finish_reasons)
+        self.role_required = role_required
+        self.chunk_validator: SchemaValidator | None = profile.validator("chunk") if check_schema else None
+        self.request = request
+        self.findings: list[Finding] = []
+        self.result = StreamResult()
+        self._first: dict[str, tuple[Any, int]] = {}  # field -> (first value, offset)
+        self._reported: set[str] = set()  # rules reported once per stream
+        self._after_terminator = 0
+        self._ended_by_error = False
+        self._in_band_error = False
+        n = request.get("n") if request else None
+        self._n: int | None = n if isinstance(n, int) and not isinstance(n, bool) else None
+        # Whether a usage chunk is due: None = cannot tell (no request known, or the
+        # profile says usage never streams), else True / False.
+        self._usage_requested: bool | None = None
+        if request is not None and fr.usage_in_stream == "always":
+            self._usage_requested = True
+        elif request is not None and fr.usage_in_stream == "on_request":
+            opts = request.get("stream_options")
+            self._usage_requested = bool(isinstance(opts, dict) and opts.get("include_usage") is True)
+
+    # ------------------------------------------------------------------ events
+    def feed(self, events: Iterable[Event]) -> list[Finding]:
+        start = len(self.findings)
+        for event in events:
+            self._event(event)
+        return self.findings[start:]
+
+    def _add(self, finding: Finding, once: str | None = None) -> None:
+        if once is not None:
+            if once in self._reported:
+                return
+            self._reported.add(once)
+        self.findings.append(finding)
+
+    def _event(self, ev: Event) -> None:
+        res = self.result
+        if res.terminator_seen or self._ended_by_error:
+            self._after_terminator += 1
+            what = "terminator" if res.terminator_seen else "error event"
+            self._add(
+                error(
+                    "stream.data_after_terminator",
+                    f"event after the {what}: {_excerpt(ev.data)!r}",
+                    offset=ev.offset,
+                ),
+                once="stream.data_after_terminator",
+            )
+            return
+        is_error_event = ev.type in self.error_events
+        if not is_error_event and ev.type not in self.data_events:
+            self._add(
+                error(
+                    "stream.event_name",
+                    f"event type {ev.type!r} is not one {self.dialect} uses "
+                    f"({', '.join(sorted(self.data_events | self.error_events))})",
+                    offset=ev.offset,
+                ),
+                once=f"stream.event_name:{ev.type}",
+            )
+            # Still read its data: the chunk it carries is not lost to this
+            # analysis, so one misnamed event does not cascade into more findings.
+        data = ev.data
+        if self.terminator is not None and data.strip() == self.terminator and not is_error_event:
+            res.terminator_seen = True
+            return
+        if data == "" or data.isspace():
+            self._add(error("sse.empty_data", "event with empty data (not JSON, not the terminator)", offset=ev.offset))
+            return
+        try:
+            obj = orjson.loads(data)
+        except orjson.JSONDecodeError as exc:
+            self._add(
+                error(
+                    "stream.data_not_json",
+                    f"event data is not JSON ({exc}): {_excerpt(data)!r}",
+                    offset=ev.offset,
+                )
+            )
+            return
+        if is_error_event:
+            # The dialect's documented error channel: legal framing; the stream ends here.
+            res.error = obj
+            self._ended_by_error = True
+            return
+        if isinstance(obj, dict) and "error" in obj and self.wrapper not in obj and "choices" not in obj:
+            res.error = obj
+            self._in_band_error = True  # the end-of-stream rules would only repeat this
+            self._add(
+                error(
+                    "stream.error_in_200",
+                    f"error object inside a 200 stream ({self.dialect} has no in-band error channel): "
+                    f"{_excerpt(data)!r}",
+                    offset=ev.offset,
+                )
+            )
+            return
+        res.chunks += 1
+        if self.chunk_validator is not None and not self.chunk_validator.is_valid(obj):
+            for err in self.chunk_validator.errors(obj):
+                rule = err.rule[len(self.wrapper) + 1 :] if self.wrapper and err.rule.startswith(self.wrapper) else err.rule
+                if rule.startswith(_COVERED_SCHEMA_RULES):
+                    continue  # reported below under its own rule
+                # Once per schema rule: a server that breaks it in every chunk says so once.
+                self._add(
+                    error(
+                        "stream.chunk_schema",
+                        f"{err.message} (schema rule {err.rule}; first of possibly many chunks)",
+                        offset=ev.offset,
+                        pointer=err.pointer,
+                        evidence={"schema_rule": err.rule, "keyword": err.keyword},
+                    ),
+                    once=f"stream.chunk_schema:{err.rule}",
+                )
+        chunk = obj
+        if self.wrapper is not None:
+            if not isinstance(obj, dict) or self.wrapper not in obj:
+                if self.chunk_validator is None:
+                    self._add(error("stream.chunk_schema", f"missing the {self.wrapper!r} wrapper", offset=ev.offset))
+                return
+            chunk = obj[self.wrapper]
+        if self.chunk_kind == "completion":
+            self._completion_chunk(chunk, ev)
+        elif isinstance(chunk, dict):
+            self._chat_chunk(chunk, ev)
+
+    # ------------------------------------------------------- completion (Elastic)
+    def _completion_chunk(self, chunk: Any, ev: Event) -> None:
+        if not isinstance(chunk, list):
+            return  # the schema check reports the shape
+        choice = self._choice(0)
+        bearing = False
+        for part in chunk:
+            if isinstance(part, dict) and isinstance(part.get("delta"), str) and part["delta"]:
+                choice.text += part["delta"]
+                bearing = True
+        if bearing and ev.arrival_ns is not None:
+            self.result.token_arrivals_ns.append(ev.arrival_ns)
+
+    # ------------------------------------------------------------ chat chunks
+    def _choice(self, index: int) -> ChoiceState:
+        choice = self.result.choices.get(index)
+        if choice is None:
+            choice = self.result.choices[index] = ChoiceState(index)
+        return choice
+
+    def _consistent(self, chunk: dict[str, Any], ev: Event) -> None:
+        for name in CONSTANT_FIELDS:
+            if name not in chunk:
+                continue
+            value = chunk[name]
+            first = self._first.get(name)
+            if first is None:
+                self._first[name] = (value, ev.offset)
+                if name == "id" and isinstance(value, str):
+                    self.result.ids.add(value)
+            elif value != first[0]:
+                self._add(
+                    error(
+                        f"stream.{name}_changed",
+                        f"{name} changed within the stream: {first[0]!r} then {value!r}",
+                        offset=ev.offset,
+                        pointer=f"/{name}",
+                    ),
+                    once=f"stream.{name}_changed",
+                )
+
+    def _chat_chunk(self, chunk: dict[str, Any], ev: Event) -> None:
+        res = self.result
+        self._consistent(chunk, ev)
+        choices = chunk.get("choices")
+        usage = chunk.get("usage")
+        if res.usage is not None:
+            self._add(
+                error(
+                    "usage.not_last",
+                    "a chunk arrived after the usage chunk (it must be the last before the terminator)",
+                    offset=ev.offset,
+                ),
+                once="usage.not_last",
+            )
+        if isinstance(usage, dict):
+            self._usage(usage, choices, ev)
+        if not isinstance(choices, list):
+            return
+        if choices and res.first_choices_ns is None:
+            res.first_choices_ns = ev.arrival_ns
+        bearing = False
+        for position, raw in enumerate(choices):
+            if not isinstance(raw, dict):
+                continue
+            index = raw.get("index")
+            if not isinstance(index, int) or isinstance(index, bool):
+                continue  # the schema reports a missing / mistyped index
+            limit = self._n if self._n is not None else (1 if self.request is not None else None)
+            if index < 0 or (limit is not None and index >= limit):
+                self._add(
+                    error(
+                        "stream.choice_index",
+                        f"choice index {index} outside 0..{(limit or 1) - 1} (n={limit})",
+                        offset=ev.offset,
+                        pointer=f"/choices/{position}/index",
+                    ),
+                    once="stream.choice_index",
+                )
+            bearing |= self._choice_delta(self._choice(index), raw, position, ev)
+        if bearing and ev.arrival_ns is not None:
+            res.token_arrivals_ns.append(ev.arrival_ns)
+
+    def _choice_delta(self, choice: ChoiceState, raw: dict[str, Any], position: int, ev: Event) -> bool:
+        delta = raw.get("delta")
+        if not isinstance(delta, dict):
+            delta = {}
+        finish = raw.get("finish_reason")
+        content = delta.get("content")
+        reasoning = delta.get("reasoning_content") or delta.get("reasoning")
+        tool_calls = delta.get("tool_calls")
+        bearing = bool(
+            (isinstance(content, str) and content)
+            or (isinstance(reasoning, str) and reasoning)
+            or (isinstance(tool_calls, list) and tool_calls)
+        )
+        pointer = f"/choices/{position}"
+        if choice.deltas == 0 and self.role_required and delta.get("role") != "assistant":
+            self._add(
+                error(
+                    "stream.role_missing",
+                    f"choice {choice.index}'s first delta has no role: assistant ({_excerpt(ev.data)!r})",
+                    offset=ev.offset,
+                    pointer=f"{pointer}/delta/role",
+                ),
+                once=f"stream.role_missing:{choice.index}",
+            )
+        choice.deltas += 1
+        if isinstance(delta.get("role"), str):
+            choice.role = delta["role"]
+        if choice.finish_reason is not None and (bearing or finish is not None):
+            self._add(
+                error(
+                    "stream.after_finish",
+                    f"choice {choice.index} received "
+                    f"{'another finish_reason' if finish is not None else 'content'} after finish_reason "
+                    f"{choice.finish_reason!r}",
+                    offset=ev.offset,
+                    pointer=pointer,
+                ),
+                once=f"stream.after_finish:{choice.index}",
+            )
+        if isinstance(content, str):
+            choice.text += content
+        if isinstance(reasoning, str):
+            choice.reasoning += reasoning
+        if isinstance(raw.get("logprobs"), dict):
+            content_lp = raw["logprobs"].get("content")
+            if isinstance(content_lp, list):
+                choice.logprobs.extend(content_lp)
+        if isinstance(tool_calls, list):
+            for k, call in enumerate(tool_calls):
+                self._tool_delta(choice, call, f"{pointer}/delta/tool_calls/{k}", ev)
+        if finish is not None:
+            if finish not in self.finish_reasons:
+                self._add(
+                    error(
+                        "stream.finish_reason_invalid",
+                        f"finish_reason {finish!r} is not one of {sorted(self.finish_reasons)}",
+                        offset=ev.offset,
+                        pointer=f"{pointer}/finish_reason",
+                    )
+                )
+            if choice.finish_reason is None:
+                choice.finish_reason = str(finish)
+                choice.finish_offset = ev.offset
+        return bearing
+
+    def _tool_delta(self, choice: ChoiceState, call: Any, pointer: str, ev: Event) -> None:
+        if not isinstance(call, dict):
+            return
+        index = call.get("index")
+        if not isinstance(index, int) or isinstance(index, bool):
+            self._add(
+                error(
+                    "tools.index_missing",
+                    f"tool-call delta without an integer index (index={index!r})",
+                    offset=ev.offset,
+                    pointer=f"{pointer}/index",
+                ),
+                once="tools.index_missing",
+            )
+            index = -1 - len(choice.tool_calls)  # keep going: treat it as its own call
+        fn = call.get("function") if isinstance(call.get("function"), dict) else {}
+        state = choice.tool_calls.get(index)
+        call_id = call.get("id")
+        if state is not None and isinstance(call_id, str) and state.id is not None and call_id != state.id:
+            self._add(
+                error(
+                    "tools.index_reused",
+                    f"tool calls {state.id!r} and {call_id!r} share index {index}: "
+                    "a client concatenates their arguments",
+                    offset=ev.offset,
+                    pointer=f"{pointer}/index",
+                ),
+                once="tools.index_reused",
+            )
+            state = None  # count the new call separately
+            index = -100 - len(choice.tool_calls)
+        if state is None:
+            state = choice.tool_calls[index] = ToolCallState(index=index, first_offset=ev.offset)
+            missing = [
+                name
+                for name, value in (("id", call_id), ("type", call.get("type")), ("function.name", fn.get("name")))
+                if not isinstance(value, str) or not value
+            ]
+            if missing:
+                self._add(
+                    error(
+                        "tools.id_missing",
+                        f"the first delta of tool call {index} lacks {', '.join(missing)}",
+                        offset=ev.offset,
+                        pointer=pointer,
+                    ),
+                    once="tools.id_missing",
+                )
+            state.id = call_id if isinstance(call_id, str) else None
+            state.type = call.get("type") if isinstance(call.get("type"), str) else None
+            state.name = fn.get("name") if isinstance(fn.get("name"), str) else None
+        arguments = fn.get("arguments")
+        if arguments is None:
+            return
+        if not isinstance(arguments, str):
+            self._add(
+                error(
+                    "tools.arguments_not_string",
+                    f"function.arguments is a {type(arguments).__name__}, not a JSON string",
+                    offset=ev.offset,
+                    pointer=f"{pointer}/function/arguments",
+                ),
+                once="tools.arguments_not_string",
+            )
+            state.arguments += orjson.dumps(arguments).decode()
+            return
+        state.arguments += arguments
+
+    def _usage(self, usage: dict[str, Any], choices: Any, ev: Event) -> None:
+        res = self.result
+        if isinstance(choices, list) and choices:
+            self._add(
+                error(
+                    "usage.not_separate",
+                    "usage arrived inside a chunk with choices; it belongs in a final chunk with choices: []",
+                    offset=ev.offset,
+                    pointer="/usage",
+                ),
+                once="usage.not_separate",
+            )
+        if self._usage_requested is False:
+            self._add(
+                error(
+                    "usage.unrequested",
+                    "a usage chunk arrived although stream_options.include_usage was not requested",
+                    offset=ev.offset,
+                    pointer="/usage",
+                ),
+                once="usage.unrequested",
+            )
+        finding = usage_totals_finding(usage)
+        if finding is not None:
+            self._add(_at(finding, ev.offset))
+        res.usage = usage
+        res.usage_offset = ev.offset
+
+    # ------------------------------------------------------------------ end
+    def finish(self, complete: bool = True, end_offset: int | None = None) -> list[Finding]:
+        """The stream ended (at byte ``end_offset``, where end-of-stream findings point).
+
+        ``complete=False`` when the transport failed (reset, stall, oversized
+        frame): the transport finding explains the cut, so end-of-stream rules
+        are not reported on top of it."""
+        start = len(self.findings)
+        res = self.result
+        if complete and not self._in_band_error:
+            if self.terminator_required and not res.terminator_seen and not self._ended_by_error:
+                self._add(
+                    error(
+                        "stream.terminator_missing",
+                        f"the stream ended without the terminator {self.terminator!r}",
+                        offset=end_offset,
+                    )
+                )
+            if self.chunk_kind == "chat" and not self._ended_by_error:
+                for choice in res.choices.values():
+                    if choice.finish_reason is None:
+                        self._add(
+                            error(
+                                "stream.finish_reason_missing",
+                                f"choice {choice.index} never received a finish_reason",
+                                offset=end_offset,
+                            ),
+                            once="stream.finish_reason_missing",
+                        )
+            if self._usage_requested and res.usage is None and not self._ended_by_error:
+                self._add(
+                    error(
+                        "usage.missing",
+                        "stream_options.include_usage was requested but no usage chunk arrived",
+                        offset=end_offset,
+                    )
+                )
+        for choice in res.choices.values():
+            for call in choice.tool_calls.values():
+                if not complete:
+                    break
+                try:
+                    orjson.loads(call.arguments or "")
+                except orjson.JSONDecodeError:
+                    self._add(
+                        error(
+                            "tools.arguments_invalid",
+                            f"tool call {call.id or call.index}'s arguments do not form JSON: "
+                            f"{_excerpt(call.arguments)!r}",
+                            offset=call.first_offset,
+                        ),
+                        once=f"tools.arguments_invalid:{choice.index}:{call.index}",
+                    )
+        return self.findings[start:]
+
+
+def usage_totals_finding(usage: dict[str, Any]) -> Finding | None:
+    """total_tokens must equal prompt_tokens + completion_tokens (when all are integers)."""
+    prompt = usage.get("prompt_tokens")
+    completion = usage.get("completion_tokens")
+    total = usage.get("total_tokens")
+    if all(isinstance(v, int) and not isinstance(v, bool) for v in (prompt, completion, total)):
+        assert isinstance(prompt, int) and isinstance(completion, int) and isinstance(total, int)
+        if prompt < 0 or completion < 0 or total != prompt + completion:
+            return error(
+                "usage.totals",
+                f"usage does not add up: prompt {prompt} + completion {completion} != total {total}",
+                pointer="/usage",
+            )
+    return None
+
+
+def _at(finding: Finding, offset: int) -> Finding:
+    if finding.offset is not None:
+        return finding
+    return Finding(finding.rule, finding.severity, finding.message, offset, finding.pointer, finding.evidence)
