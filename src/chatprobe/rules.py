@@ -42,7 +42,7 @@ RULES: dict[str, str] = {
     "stream.finish_reason_missing": "A choice never received a finish_reason.",
     "stream.after_finish": "A choice received content (or a second finish_reason) after its finish_reason.",
     "stream.choice_index": "A choice index outside 0..n-1 (e.g. index 1 for a single choice).",
-    "stream.error_in_200": "An error object arrived inside a 200 stream where the dialect has no error channel.",
+    "stream.error_in_200": "An error object arrived as a data event inside a 200 stream (not on the dialect's error channel, where it has one).",
     "stream.event_name": "An SSE event name the dialect does not use (e.g. Elastic's message/error).",
     "stream.empty": "The stream carried no token-bearing chunk.",
     # --- non-stream response -----------------------------------------------

@@ -32,6 +32,8 @@ from chatprobe.sse import Event
 
 # Fields that must not change within one stream (checked when present).
 CONSTANT_FIELDS = ("id", "model", "created")
+# ... and per choice (Adaptive puts model and completion_id on each choice).
+CHOICE_CONSTANT_FIELDS = ("model",)
 # Schema rules a more specific stream rule below reports under its own name
 # (schema rule names as chatprobe.specs derives them, wrapper key stripped).
 _COVERED_SCHEMA_RULES = (
@@ -256,15 +258,17 @@ class StreamValidator:
             choice = self.result.choices[index] = ChoiceState(index)
         return choice
 
-    def _consistent(self, chunk: dict[str, Any], ev: Event) -> None:
-        for name in CONSTANT_FIELDS:
-            if name not in chunk:
+    def _consistent(self, obj: dict[str, Any], ev: Event, names: Iterable[str], where: str = "") -> None:
+        """``names`` of ``obj`` (the chunk, or one choice at ``where``) keep their first value."""
+        for name in names:
+            if name not in obj:
                 continue
-            value = chunk[name]
-            first = self._first.get(name)
+            value = obj[name]
+            key = f"{where}/{name}"
+            first = self._first.get(key)
             if first is None:
-                self._first[name] = (value, ev.offset)
-                if name == "id" and isinstance(value, str):
+                self._first[key] = (value, ev.offset)
+                if key == "/id" and isinstance(value, str):
                     self.result.ids.add(value)
             elif value != first[0]:
                 self._add(
@@ -272,14 +276,14 @@ class StreamValidator:
                         f"stream.{name}_changed",
                         f"{name} changed within the stream: {first[0]!r} then {value!r}",
                         offset=ev.offset,
-                        pointer=f"/{name}",
+                        pointer=key,
                     ),
                     once=f"stream.{name}_changed",
                 )
 
     def _chat_chunk(self, chunk: dict[str, Any], ev: Event) -> None:
         res = self.result
-        self._consistent(chunk, ev)
+        self._consistent(chunk, ev, CONSTANT_FIELDS)
         choices = chunk.get("choices")
         usage = chunk.get("usage")
         if res.usage is not None:
@@ -315,6 +319,7 @@ class StreamValidator:
                     ),
                     once="stream.choice_index",
                 )
+            self._consistent(raw, ev, CHOICE_CONSTANT_FIELDS, f"/choices/{index}")
             bearing |= self._choice_delta(self._choice(index), raw, position, ev)
         if bearing and ev.arrival_ns is not None:
             res.token_arrivals_ns.append(ev.arrival_ns)
