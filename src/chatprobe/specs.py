@@ -1,0 +1,545 @@
+"""The schemas and dialect profiles of ``specs/``, loaded once and compiled once.
+
+    load_profile(name_or_path) -> Profile       bundled name (cached) or a user YAML file
+    validator(dialect_or_profile, kind)          compiled once per schema file, cached
+    validate(dialect, kind, instance)            -> list[SchemaError] (empty: valid)
+
+Validation has two speeds. ``jsonschema_rs`` (Rust) answers "valid?" on the hot
+path (every chunk of a load test); only when it says *invalid* does the
+pure-Python ``jsonschema`` run to produce the detailed error list, because its
+errors carry the schema path that rule names are derived from.
+
+Rule names (documented in specs/README.md) are ``<field path>.<keyword>``: the
+names of the object members on the way to the failing value, without array
+indices or map keys, then the failed keyword (``temperature.maximum``,
+``messages.role.enum``, ``model.required``). A schema can name a rule itself
+with the annotation ``"x-rule"`` (used for conditional rules such as
+``top_logprobs.requires_logprobs``). For ``oneOf`` / ``anyOf`` failures the most
+specific branch error is reported.
+
+A broken bundled or user profile / schema raises :class:`SpecError`; an unknown
+dialect name or a missing file raises :class:`UsageError`.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import jsonschema
+import jsonschema.exceptions
+import referencing
+import referencing.jsonschema
+import yaml
+
+from chatprobe.errors import SpecError, UsageError
+from chatprobe.paths import specs_dir
+
+_fast_lib: Any
+try:  # the fast path; the pure-Python validator alone is correct, only slower
+    import jsonschema_rs as _fast_lib
+except ImportError:  # pragma: no cover - jsonschema-rs is a declared dependency
+    _fast_lib = None
+
+__all__ = [
+    "KINDS",
+    "SCHEMA_BASE",
+    "Auth",
+    "Framing",
+    "Kind",
+    "Profile",
+    "SchemaError",
+    "SchemaValidator",
+    "bundled_dialects",
+    "load_profile",
+    "rule_name",
+    "validate",
+    "validator",
+]
+
+Kind = Literal["request", "response", "chunk", "error"]
+KINDS: tuple[Kind, ...] = ("request", "response", "chunk", "error")
+FeatureLevel = Literal["must", "may", "absent"]
+
+#: Every bundled schema's ``$id`` is this base + its path under specs/.
+SCHEMA_BASE = "https://chatprobe.dev/specs/"
+_PROFILE_SCHEMA = "profile.schema.json"
+_MESSAGE_LIMIT = 300  # jsonschema repeats whole instances in messages; keep findings readable
+
+
+# --------------------------------------------------------------------------- errors
+
+
+@dataclass(frozen=True, slots=True)
+class SchemaError:
+    """One way an instance fails its schema."""
+
+    rule: str  # e.g. "temperature.maximum" (see rule_name)
+    pointer: str  # JSON pointer into the instance ("" = the whole document)
+    keyword: str  # the JSON Schema keyword that failed
+    message: str
+
+    def to_json(self) -> dict[str, str]:
+        return {"rule": self.rule, "pointer": self.pointer, "keyword": self.keyword, "message": self.message}
+
+
+def _pointer(path: Iterable[str | int]) -> str:
+    return "".join("/" + str(p).replace("~", "~0").replace("/", "~1") for p in path)
+
+
+# Keywords followed in a schema path by a segment that is not a member name
+# (a pattern, an index, a dependency name): both are skipped.
+_KEYWORD_WITH_ARGUMENT = {"patternProperties", "prefixItems", "allOf", "anyOf", "oneOf", "dependentSchemas"}
+
+
+def _field_names(schema_path: Sequence[str | int]) -> list[str]:
+    """The member names on the way to the failing value: the names reached
+    through ``properties`` in the schema path. Array indices and map keys
+    (reached through items / additionalProperties / patternProperties) are
+    thereby left out, which is what makes the names stable."""
+    names: list[str] = []
+    i = 0
+    while i < len(schema_path):
+        seg = schema_path[i]
+        if seg == "properties" and i + 1 < len(schema_path):
+            names.append(str(schema_path[i + 1]))
+            i += 2
+        elif isinstance(seg, str) and seg in _KEYWORD_WITH_ARGUMENT:
+            i += 2
+        else:
+            i += 1
+    return names
+
+
+def _keyword(err: jsonschema.exceptions.ValidationError) -> str:
+    # a `false` subschema fails with no keyword at all
+    return str(err.validator) if err.validator is not None else "false"
+
+
+def _missing_property(err: jsonschema.exceptions.ValidationError) -> str | None:
+    # jsonschema yields one "'x' is a required property" error per missing name
+    required = err.validator_value if isinstance(err.validator_value, list) else []
+    instance = err.instance if isinstance(err.instance, dict) else {}
+    for name in required:
+        if name not in instance and err.message.startswith(repr(name)):
+            return str(name)
+    return None
+
+
+def rule_name(err: jsonschema.exceptions.ValidationError) -> str:
+    """The stable rule name of one (already most-specific) jsonschema error."""
+    if isinstance(err.schema, dict):
+        override = err.schema.get("x-rule")
+        if isinstance(override, str):
+            return override
+    names = _field_names(list(err.absolute_schema_path))
+    keyword = _keyword(err)
+    if keyword == "required":
+        missing = _missing_property(err)
+        if missing is not None:
+            names.append(missing)
+    return ".".join([*names, keyword]) if names else keyword
+
+
+def _most_specific(err: jsonschema.exceptions.ValidationError) -> list[jsonschema.exceptions.ValidationError]:
+    """For a oneOf / anyOf failure, the errors of the branch that came closest:
+    branches that fail only on the value's type are the wrong branch; among the
+    rest, the one whose errors reach deepest, then the one with fewest errors."""
+    if not err.context:
+        return [err]
+    branches: dict[object, list[jsonschema.exceptions.ValidationError]] = {}
+    for sub in err.context:
+        branches.setdefault(sub.relative_schema_path[0], []).append(sub)
+    groups = list(branches.values())
+    depth = len(err.absolute_path)
+
+    def wrong_type(group: list[jsonschema.exceptions.ValidationError]) -> bool:
+        return all(e.validator == "type" and len(e.absolute_path) == depth for e in group)
+
+    candidates = [g for g in groups if not wrong_type(g)] or groups
+    best = max(candidates, key=lambda g: (max(len(e.absolute_path) for e in g), -len(g)))
+    return [leaf for sub in best for leaf in _most_specific(sub)]
+
+
+def _short(message: str) -> str:
+    return message if len(message) <= _MESSAGE_LIMIT else message[: _MESSAGE_LIMIT - 1] + "…"
+
+
+def _to_schema_errors(errors: Iterable[jsonschema.exceptions.ValidationError]) -> list[SchemaError]:
+    out: dict[tuple[str, str], SchemaError] = {}
+    for err in (leaf for raw in errors for leaf in _most_specific(raw)):
+        rule = rule_name(err)
+        pointer = _pointer(err.absolute_path)
+        # an overlay (allOf of openai + vendor) can report one fault twice
+        out.setdefault((rule, pointer), SchemaError(rule, pointer, _keyword(err), _short(err.message)))
+    return sorted(out.values(), key=lambda e: (e.pointer, e.rule))
+
+
+# --------------------------------------------------------------------------- schemas
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SpecError(f"{path}: unreadable: {exc}") from exc
+    except json.JSONDecodeError as exc:
+        raise SpecError(f"{path}: not JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})") from exc
+
+
+@dataclass(frozen=True)
+class _SchemaStore:
+    """Every schema under specs/ by ``$id``, checked against the 2020-12 meta-schema."""
+
+    schemas: Mapping[str, Any]
+    _validators: dict[str, SchemaValidator] = field(default_factory=dict, compare=False, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, compare=False, repr=False)
+
+    @classmethod
+    def load(cls, root: Path) -> _SchemaStore:
+        schemas: dict[str, Any] = {}
+        for path in sorted(root.rglob("*.schema.json")):
+            schema = _read_json(path)
+            expected = SCHEMA_BASE + path.relative_to(root).as_posix()
+            if not isinstance(schema, dict) or schema.get("$id") != expected:
+                raise SpecError(f"{path}: $id must be {expected!r}")
+            _check_schema(path, schema)
+            schemas[expected] = schema
+        return cls(schemas)
+
+    def with_schema(self, uri: str, schema: Any) -> _SchemaStore:
+        return _SchemaStore({**self.schemas, uri: schema})
+
+    def validator(self, uri: str) -> SchemaValidator:
+        """Compiled on first use, then cached for the life of this store (the
+        bundled store lives as long as the process)."""
+        with self._lock:
+            found = self._validators.get(uri)
+            if found is None:
+                found = self._validators[uri] = SchemaValidator(uri, self)
+            return found
+
+    @functools.cached_property
+    def py_registry(self) -> referencing.Registry[Any]:
+        spec = referencing.jsonschema.DRAFT202012
+        return referencing.Registry().with_resources(
+            (uri, spec.create_resource(schema)) for uri, schema in self.schemas.items()
+        )
+
+    @functools.cached_property
+    def rs_registry(self) -> Any:
+        return _fast_lib.Registry(list(self.schemas.items())) if _fast_lib is not None else None
+
+
+def _check_schema(path: Path | str, schema: Any) -> None:
+    try:
+        jsonschema.Draft202012Validator.check_schema(schema)
+    except jsonschema.exceptions.SchemaError as exc:
+        raise SpecError(f"{path}: not a valid JSON Schema 2020-12: {_pointer(exc.absolute_path)}: {_short(exc.message)}") from exc
+
+
+@functools.cache
+def _bundled_store() -> _SchemaStore:
+    return _SchemaStore.load(specs_dir())
+
+
+class SchemaValidator:
+    """One compiled schema: ``is_valid`` is the fast path, ``errors`` the detailed one."""
+
+    #: instance -> bool; the Rust validator's own bound method when available
+    #: (no Python frame of ours on the per-chunk path: it halves the cost)
+    is_valid: Callable[[Any], bool]
+
+    def __init__(self, uri: str, store: _SchemaStore) -> None:
+        self.uri = uri
+        schema = store.schemas[uri]
+        self._slow = jsonschema.Draft202012Validator(schema, registry=store.py_registry)
+        self.is_valid = self._slow.is_valid
+        if _fast_lib is not None:
+            try:
+                self.is_valid = _fast_lib.validator_for(schema, registry=store.rs_registry).is_valid
+            except Exception as exc:  # a reference the Rust side cannot resolve is a spec bug
+                raise SpecError(f"{uri}: cannot compile: {exc}") from exc
+
+    def errors(self, instance: Any) -> list[SchemaError]:
+        if self.is_valid(instance):
+            return []
+        found = _to_schema_errors(self._slow.iter_errors(instance))
+        if not found:  # the two validators disagree: say so rather than call it valid
+            return [SchemaError("schema.disagreement", "", "", f"{self.uri}: the fast validator rejects what jsonschema accepts")]
+        return found
+
+
+# --------------------------------------------------------------------------- profiles
+
+
+@dataclass(frozen=True)
+class Auth:
+    header: str
+    scheme: str | None
+    required: bool
+
+    def header_value(self, key: str) -> str:
+        return f"{self.scheme} {key}" if self.scheme else key
+
+
+@dataclass(frozen=True)
+class Framing:
+    data_event: str | None
+    error_event: str | None
+    wrapper: str | None
+    terminator: str | None
+    terminator_required: bool
+    keepalive_comments: bool
+    usage_in_stream: Literal["on_request", "always", "never"]
+
+
+@dataclass(frozen=True)
+class Profile:
+    """A validated dialect profile (see specs/profile.schema.json for each field)."""
+
+    dialect: str
+    description: str
+    source: str
+    origin: Path  # the YAML file it came from
+    method: str
+    path: str  # template with {placeholders}
+    path_params: Mapping[str, Mapping[str, Any]]
+    query_params: Mapping[str, Mapping[str, Any]]
+    body: Literal["chat", "completion"]
+    model_in: Literal["body", "path", "none"]
+    model_field: str
+    model_required: bool
+    model_path_param: str | None
+    content_parts: bool
+    stop_forms: tuple[str, ...]
+    tools_shape: Literal["function", "toggle"]
+    auth: Auth
+    streaming_mode: Literal["body_flag", "always"]
+    stream_flag: str | None
+    framing: Framing
+    schemas: Mapping[str, str | None]  # kind -> schema URI (None: the dialect has no such kind)
+    max_tokens_field: str | None
+    finish_reasons: tuple[str, ...]
+    features: Mapping[str, FeatureLevel]
+    raw: Mapping[str, Any] = field(repr=False)
+    _store: _SchemaStore = field(repr=False, compare=False)
+
+    def feature(self, name: str) -> FeatureLevel:
+        return self.features.get(name, "absent")
+
+    def has(self, name: str) -> bool:
+        return self.feature(name) != "absent"
+
+    def schema_uri(self, kind: str) -> str:
+        if kind not in KINDS:
+            raise UsageError(f"unknown kind {kind!r} (expected one of {', '.join(KINDS)})")
+        uri = self.schemas.get(kind)
+        if uri is None:
+            raise UsageError(f"dialect {self.dialect} has no {kind} (it always streams)")
+        return uri
+
+    def validator(self, kind: str) -> SchemaValidator:
+        return self._store.validator(self.schema_uri(kind))
+
+    def render_path(self, params: Mapping[str, str] | None = None) -> str:
+        values = {name: str(spec["default"]) for name, spec in self.path_params.items()}
+        values.update(params or {})
+        try:
+            return self.path.format(**values)
+        except KeyError as exc:
+            raise UsageError(f"profile {self.dialect}: path {self.path} needs parameter {exc}") from exc
+
+
+def _profiles_dir() -> Path:
+    return specs_dir() / "profiles"
+
+
+def bundled_dialects() -> list[str]:
+    return sorted(p.stem for p in _profiles_dir().glob("*.yaml"))
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise UsageError(f"profile {path}: no such file") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"profile {path}: unreadable: {exc}") from exc
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+        raise SpecError(f"profile {path}: not valid YAML{where}: {getattr(exc, 'problem', exc)}") from exc
+    if not isinstance(data, dict):
+        raise SpecError(f"profile {path}: must be a YAML mapping, got {type(data).__name__}")
+    return data
+
+
+def _merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    """Mappings merge key by key; anything else (lists included) is replaced."""
+    out = dict(base)
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _resolve_raw(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    path = path.resolve()
+    if path in seen:
+        raise SpecError(f"profile {path}: `extends` loops back to itself")
+    data = _read_yaml(path)
+    base_ref = data.pop("extends", None)
+    if base_ref is None:
+        return data
+    if not isinstance(base_ref, str):
+        raise SpecError(f"profile {path}: `extends` must be a dialect name or a file path")
+    base_path = _profile_path(base_ref, relative_to=path.parent)
+    return _merge(_resolve_raw(base_path, (*seen, path)), data)
+
+
+def _profile_path(name_or_path: str | Path, relative_to: Path | None = None) -> Path:
+    text = str(name_or_path)
+    bundled = _profiles_dir() / f"{text}.yaml"
+    if isinstance(name_or_path, str) and "/" not in text and not text.endswith((".yaml", ".yml")):
+        if bundled.is_file():
+            return bundled
+        raise UsageError(f"unknown dialect {text!r} (bundled: {', '.join(bundled_dialects())}; or pass a profile file)")
+    path = Path(text)
+    if not path.is_absolute() and relative_to is not None:
+        path = relative_to / path
+    return path
+
+
+@functools.cache
+def _profile_schema_validator() -> jsonschema.Draft202012Validator:
+    schema = _read_json(specs_dir() / _PROFILE_SCHEMA)
+    _check_schema(_PROFILE_SCHEMA, schema)
+    return jsonschema.Draft202012Validator(schema)
+
+
+def _check_profile(path: Path, data: Mapping[str, Any]) -> None:
+    errors = sorted(_profile_schema_validator().iter_errors(data), key=lambda e: list(map(str, e.absolute_path)))
+    if errors:
+        problems = "; ".join(
+            f"{_pointer(err.absolute_path) or '/'}: {_short(err.message)}"
+            for raw in errors[:3]
+            for err in _most_specific(raw)[:1]
+        )
+        more = f" (and {len(errors) - 3} more)" if len(errors) > 3 else ""
+        raise SpecError(f"profile {path}: {problems}{more}")
+
+
+def _schema_uri(ref: str, profile_path: Path, store: _SchemaStore) -> tuple[str, _SchemaStore]:
+    """A profile names a schema relative to specs/ (bundled) or, starting with
+    ./ or ../ or /, a file of the user's (relative to the profile file)."""
+    if ref.startswith(("./", "../", "/")):
+        path = (profile_path.parent / ref).resolve()
+        if not path.is_file():
+            raise SpecError(f"profile {profile_path}: schema file {ref} not found")
+        schema = _read_json(path)
+        _check_schema(path, schema)
+        declared = schema.get("$id") if isinstance(schema, dict) else None
+        uri = declared if isinstance(declared, str) else path.as_uri()
+        return uri, store.with_schema(uri, schema)
+    uri = SCHEMA_BASE + ref
+    if uri not in store.schemas:
+        raise SpecError(f"profile {profile_path}: schema {ref} is not in specs/ (known: {', '.join(sorted(u.removeprefix(SCHEMA_BASE) for u in store.schemas))})")
+    return uri, store
+
+
+def _build_profile(path: Path, data: dict[str, Any]) -> Profile:
+    _check_profile(path, data)
+    store = _bundled_store()
+    schemas: dict[str, str | None] = {}
+    for kind in KINDS:
+        ref = data["schemas"].get(kind)
+        if ref is None:
+            schemas[kind] = None
+        else:
+            schemas[kind], store = _schema_uri(ref, path, store)
+    request = data["request"]
+    if request["model_in"] == "path" and request.get("model_path_param") not in request.get("path_params", {}):
+        raise SpecError(f"profile {path}: /request/model_path_param must name one of /request/path_params")
+    placeholders = {name for name in request.get("path_params", {})}
+    for name in placeholders:
+        if "{" + name + "}" not in request["path"]:
+            raise SpecError(f"profile {path}: path parameter {name!r} does not appear in /request/path {request['path']!r}")
+    framing = data["framing"]
+    auth = data["auth"]
+    return Profile(
+        dialect=data["dialect"],
+        description=data["description"],
+        source=data.get("source", ""),
+        origin=path,
+        method=request["method"],
+        path=request["path"],
+        path_params=request.get("path_params", {}),
+        query_params=request.get("query_params", {}),
+        body=request["body"],
+        model_in=request["model_in"],
+        model_field=request.get("model_field", "model"),
+        model_required=bool(request.get("model_required", request["model_in"] == "body")),
+        model_path_param=request.get("model_path_param"),
+        content_parts=bool(request.get("content_parts", False)),
+        stop_forms=tuple(request.get("stop_forms", ["array"])),
+        tools_shape=request.get("tools_shape", "function"),
+        auth=Auth(auth["header"], auth["scheme"], auth["required"]),
+        streaming_mode=data["streaming"]["mode"],
+        stream_flag=data["streaming"].get("flag"),
+        framing=Framing(
+            framing["data_event"],
+            framing["error_event"],
+            framing["wrapper"],
+            framing["terminator"],
+            framing["terminator_required"],
+            framing["keepalive_comments"],
+            framing["usage_in_stream"],
+        ),
+        schemas=schemas,
+        max_tokens_field=data["max_tokens_field"],
+        finish_reasons=tuple(data["finish_reasons"]),
+        features=dict(data["features"]),
+        raw=data,
+        _store=store,
+    )
+
+
+@functools.cache
+def _load_bundled(name: str) -> Profile:
+    path = _profile_path(name)
+    return _build_profile(path, _resolve_raw(path))
+
+
+def load_profile(name_or_path: str | Path | Profile) -> Profile:
+    """A bundled dialect by name (``openai``; cached), or a profile YAML file."""
+    if isinstance(name_or_path, Profile):  # lenient: callers may pass one through
+        return name_or_path
+    if isinstance(name_or_path, str) and (_profiles_dir() / f"{name_or_path}.yaml").is_file():
+        return _load_bundled(name_or_path)
+    path = _profile_path(name_or_path)
+    return _build_profile(path, _resolve_raw(path))
+
+
+def validator(dialect_or_profile: str | Path | Profile, kind: str) -> SchemaValidator:
+    """The compiled validator of one dialect's kind (compiled once, then cached)."""
+    return load_profile(dialect_or_profile).validator(kind)
+
+
+def validate(dialect_or_profile: str | Path | Profile, kind: str, instance: Any) -> list[SchemaError]:
+    """Every rule ``instance`` breaks (empty list: valid)."""
+    return validator(dialect_or_profile, kind).errors(instance)
+
+
+def iter_bundled_schemas() -> Iterator[tuple[str, Any]]:
+    """(``$id``, schema) of every bundled schema."""
+    yield from _bundled_store().schemas.items()
