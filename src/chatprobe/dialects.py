@@ -42,11 +42,13 @@ def place(
     stream: bool,
     path_values: Mapping[str, str] | None = None,
     include_usage: bool | None = None,
+    send_stream_false: bool = True,
 ) -> RequestSpec:
     """Put the model, the stream flag and stream usage where ``profile`` wants them.
 
     ``include_usage`` None leaves ``stream_options`` out; True / False sends it
     (only when streaming and the dialect has stream usage at all).
+    ``send_stream_false`` False leaves the stream flag out of a non-stream request.
     """
     body = dict(body)
     values = dict(path_values or {})
@@ -58,7 +60,8 @@ def place(
     if profile.streaming_mode == "always":
         stream = True
     else:
-        body[profile.stream_flag or "stream"] = stream
+        if stream or send_stream_false:
+            body[profile.stream_flag or "stream"] = stream
         if stream and include_usage is not None and profile.has("stream_usage"):
             body["stream_options"] = {"include_usage": include_usage}
     return RequestSpec(profile.dialect, profile.method, profile.render_path(values), body, stream)

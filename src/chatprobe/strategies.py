@@ -20,13 +20,13 @@ never gets ``n: 0`` as an ``n.minimum`` breakage).
 from __future__ import annotations
 
 import functools
-import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from hypothesis import strategies as st
 
+from chatprobe.dialects import Body, RequestSpec, place
 from chatprobe.specs import Profile, bundled_dialects, load_profile
 
 __all__ = [
@@ -41,24 +41,6 @@ __all__ = [
 ]
 
 DEFAULT_MODEL = "chatprobe-test"
-
-Body = dict[str, Any]
-
-
-@dataclass(frozen=True)
-class RequestSpec:
-    """Everything a client needs to send one request (the auth header aside)."""
-
-    dialect: str
-    method: str
-    path: str
-    body: Body
-    stream: bool
-    query: Mapping[str, str] = field(default_factory=dict)
-
-    def to_bytes(self) -> bytes:
-        return json.dumps(self.body).encode()
-
 
 @dataclass(frozen=True)
 class InvalidRequest:
@@ -252,23 +234,20 @@ def _valid(draw: st.DrawFn, profile: Profile, enabled: frozenset[str], models: s
     body = draw(_chat_body(profile, enabled) if profile.body == "chat" else _completion_body(profile, enabled))
     model = draw(models)
     path_values: dict[str, str] = {}
-    if profile.model_in == "body":
-        body = {profile.model_field: model, **body}
-    elif profile.model_in == "path" and profile.model_path_param:
-        path_values[profile.model_path_param] = model
     for name, spec in profile.path_params.items():
-        if name not in path_values and "values" in spec:
+        if name != profile.model_path_param and "values" in spec:
             path_values[name] = draw(st.sampled_from(spec["values"]))
-    if profile.streaming_mode == "always":
-        stream = True
-    else:
-        stream = draw(st.booleans()) if profile.has("non_stream") else True
-        flag = profile.stream_flag or "stream"
-        if stream or draw(st.booleans()):  # stream: false is sent explicitly half the time
-            body[flag] = stream
-        if stream and profile.has("stream_usage") and draw(st.booleans()):
-            body["stream_options"] = {"include_usage": draw(st.booleans())}
-    return RequestSpec(profile.dialect, profile.method, profile.render_path(path_values), body, stream)
+    stream = draw(st.booleans()) if profile.has("non_stream") else True
+    include_usage = draw(st.none() | st.booleans()) if stream and profile.has("stream_usage") else None
+    return place(
+        profile,
+        body,
+        model=model,
+        stream=stream,
+        path_values=path_values,
+        include_usage=include_usage,
+        send_stream_false=draw(st.booleans()),  # stream: false is sent explicitly half the time
+    )
 
 
 def valid_requests(

@@ -404,7 +404,8 @@ class StreamValidator:
                 once="tools.index_missing",
             )
             index = -1 - len(choice.tool_calls)  # keep going: treat it as its own call
-        fn = call.get("function") if isinstance(call.get("function"), dict) else {}
+        raw_fn = call.get("function")
+        fn: dict[str, Any] = raw_fn if isinstance(raw_fn, dict) else {}
         state = choice.tool_calls.get(index)
         call_id = call.get("id")
         if state is not None and isinstance(call_id, str) and state.id is not None and call_id != state.id:
