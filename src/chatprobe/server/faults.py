@@ -1,0 +1,493 @@
+"""The fault catalogue: named misbehaviours (faults) and legal oddities (variants).
+
+Each entry is data (:class:`Fault`): its name, ``kind`` (``fault``: a check
+must report ``rule``; ``variant``: legal, a strict client must accept it;
+``rule`` is then null or the warning a hazard earns), the dialects it applies
+to, and ``request``: the OpenAI-style request fragment that makes it show,
+merged over a plain valid request (``{"model", "messages": [user "hello"]}``;
+Elastic dialects drop ``stream`` / ``stream_options`` and read
+``max_tokens`` as ``max_completion_tokens``). Faults needing server options
+say so in ``needs`` (``api_key``).
+
+Faults are applied by :class:`FaultHooks` at fixed hook points, never by a
+second copy of the normal code path:
+
+1. validation errors (:meth:`FaultHooks.on_error`: status and envelope),
+2. generation (:attr:`FaultHooks.quirks`: n / stop / max_tokens / tools...),
+3. chunk dicts before serialisation (:meth:`FaultHooks.items`),
+4. SSE framing (:attr:`FaultHooks.framing`) and the split of bytes into
+   writes (:meth:`FaultHooks.split`),
+5. status and headers (:attr:`FaultHooks.stream_content_type`, auth),
+6. the non-stream body (:meth:`FaultHooks.response`).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from chatprobe.errors import UsageError
+from chatprobe.rules import RULES
+from chatprobe.server.chunks import (
+    CHUNK,
+    DONE,
+    ERROR,
+    HUGE,
+    RESET,
+    STALL,
+    TRUNCATE,
+    Item,
+)
+from chatprobe.server.generate import Plan, Quirks
+from chatprobe.server.validate import RequestError, error_body
+from chatprobe.server.wire import Framing
+
+ALL = ("openai", "elastic-chat", "elastic-completion", "adaptive", "atoma")
+CHAT = ("openai", "elastic-chat", "adaptive", "atoma")
+OPENAI_LIKE = ("openai", "adaptive", "atoma")
+WITH_TOOLS = ("openai", "elastic-chat", "atoma")
+WITH_DONE = ("openai", "elastic-chat", "elastic-completion", "atoma")
+ELASTIC = ("elastic-chat", "elastic-completion")
+OPENAI = ("openai", "atoma")
+
+WEATHER_TOOL = {"type": "function", "function": {
+    "name": "get_weather", "description": "Current weather in a city",
+    "parameters": {"type": "object", "required": ["city"], "properties": {
+        "city": {"type": "string"}, "unit": {"type": "string", "enum": ["c", "f"]},
+        "days": {"type": "integer", "minimum": 1, "maximum": 7}}}}}
+TIME_TOOL = {"type": "function", "function": {
+    "name": "get_time", "description": "Current time in a zone",
+    "parameters": {"type": "object", "required": ["zone"], "properties": {
+        "zone": {"type": "string"}, "precise": {"type": "boolean"}}}}}
+
+STREAM: dict[str, Any] = {"stream": True}
+STREAM_USAGE: dict[str, Any] = {"stream": True, "stream_options": {"include_usage": True}}
+TOOLS_STREAM: dict[str, Any] = {
+    "stream": True, "tools": [WEATHER_TOOL, TIME_TOOL], "tool_choice": "auto",
+    "messages": [{"role": "user", "content": "call get_weather and get_time"}]}
+OUT_OF_RANGE: dict[str, Any] = {"temperature": 5}
+STOP_REQUEST: dict[str, Any] = {
+    "stream": True, "stop": ["STOP"],
+    "messages": [{"role": "user", "content": "say: one two STOP three four"}]}
+
+
+@dataclass(frozen=True, slots=True)
+class Fault:
+    name: str
+    kind: str  # "fault" | "variant"
+    rule: str | None
+    dialects: tuple[str, ...]
+    description: str
+    request: dict[str, Any] = field(default_factory=lambda: dict(STREAM))
+    needs: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "kind": self.kind, "rule": self.rule,
+                "dialects": list(self.dialects), "description": self.description,
+                "request": self.request, "needs": list(self.needs)}
+
+
+def _f(name: str, rule: str, dialects: tuple[str, ...], description: str,
+       request: dict[str, Any] | None = None, needs: tuple[str, ...] = ()) -> Fault:
+    return Fault(name, "fault", rule, dialects, description,
+                 dict(STREAM) if request is None else request, needs)
+
+
+def _v(name: str, description: str, dialects: tuple[str, ...] = ALL,
+       rule: str | None = None, request: dict[str, Any] | None = None) -> Fault:
+    return Fault(name, "variant", rule, dialects, description,
+                 dict(STREAM_USAGE) if request is None else request)
+
+
+CATALOGUE: tuple[Fault, ...] = (
+    _f("no-done", "stream.terminator_missing", WITH_DONE, "The stream ends without the [DONE] terminator."),
+    _f("data-after-done", "stream.data_after_terminator", WITH_DONE, "A chunk is sent after [DONE]."),
+    _f("double-done", "stream.data_after_terminator", WITH_DONE, "[DONE] is sent twice."),
+    _f("truncated-event", "sse.unterminated_event", ALL,
+       "The body ends in the middle of the last event (half its bytes, no blank line)."),
+    _f("id-changes", "stream.id_changed", CHAT, "Chunks after the first carry a different id."),
+    _f("model-changes", "stream.model_changed", CHAT, "Chunks after the first carry a different model."),
+    _f("created-changes", "stream.created_changed", ("openai", "adaptive", "atoma"),
+       "Chunks after the first carry a different created timestamp."),
+    _f("missing-role", "stream.role_missing", CHAT, "The first delta of each choice has no role."),
+    _f("bad-finish-reason", "stream.finish_reason_invalid", CHAT, 'finish_reason is "end".'),
+    _f("no-finish-reason", "stream.finish_reason_missing", CHAT,
+       "No chunk carries a finish_reason (the final chunk of each choice is left out)."),
+    _f("content-after-finish", "stream.after_finish", CHAT,
+       "A content delta follows the choice's finish_reason."),
+    _f("usage-merged", "usage.not_separate", (*OPENAI_LIKE, "elastic-chat"),
+       "Usage rides on the last finish chunk; no separate choices: [] chunk.", dict(STREAM_USAGE)),
+    _f("usage-wrong-total", "usage.totals", (*OPENAI_LIKE, "elastic-chat"),
+       "total_tokens is prompt + completion + 7 (stream and non-stream).", dict(STREAM_USAGE)),
+    _f("usage-missing", "usage.missing", (*OPENAI_LIKE, "elastic-chat"),
+       "stream_options.include_usage is ignored: no usage chunk.", dict(STREAM_USAGE)),
+    _f("usage-unrequested", "usage.unrequested", OPENAI_LIKE,
+       "A usage chunk is sent although include_usage was not requested."),
+    _f("tool-index-missing", "tools.index_missing", WITH_TOOLS,
+       "Streamed tool-call deltas carry no index.", dict(TOOLS_STREAM)),
+    _f("tool-index-null", "tools.index_missing", WITH_TOOLS,
+       "Streamed tool-call deltas carry index: null.", dict(TOOLS_STREAM)),
+    _f("tool-index-reused", "tools.index_reused", WITH_TOOLS,
+       "Two tool calls share index 0.", dict(TOOLS_STREAM)),
+    _f("tool-arguments-object", "tools.arguments_not_string", WITH_TOOLS,
+       "Tool-call arguments are a JSON object, sent whole in the first delta.", dict(TOOLS_STREAM)),
+    _f("tool-id-missing", "tools.id_missing", WITH_TOOLS,
+       "The first delta of a tool call has no id.", dict(TOOLS_STREAM)),
+    _f("tool-finish-stop", "tools.finish_reason", WITH_TOOLS,
+       "finish_reason is stop although the model called tools.", dict(TOOLS_STREAM)),
+    _f("tool-choice-ignored", "tools.choice_ignored", WITH_TOOLS,
+       "tool_choice is ignored (treated as auto): required/named call nothing here.",
+       {"stream": True, "tools": [WEATHER_TOOL], "tool_choice": "required"}),
+    _f("error-envelope-detail", "error.envelope", OPENAI_LIKE,
+       'Errors are {"detail": "..."} (FastAPI style).', dict(OUT_OF_RANGE)),
+    _f("error-envelope-string", "error.envelope", OPENAI_LIKE,
+       'Errors are {"error": "text"}.', dict(OUT_OF_RANGE)),
+    _f("error-200", "response.error_in_200", OPENAI_LIKE,
+       "Invalid requests are answered 200 with the error envelope.", dict(OUT_OF_RANGE)),
+    _f("midstream-error-200", "stream.error_in_200", OPENAI_LIKE,
+       'After 3 tokens the 200 stream carries data: {"error": {...}} and ends.'),
+    _f("n-ignored", "param.n_ignored", OPENAI_LIKE, "n is ignored: one choice comes back.",
+       {"stream": True, "n": 2}),
+    _f("stop-ignored", "param.stop_ignored", CHAT, "Stop sequences are ignored.", dict(STOP_REQUEST)),
+    _f("stop-included", "param.stop_included", CHAT,
+       "The stop sequence is included at the end of the output.", dict(STOP_REQUEST)),
+    _f("max-tokens-ignored", "param.max_tokens_ignored", CHAT,
+       "max_tokens / max_completion_tokens are ignored.", {"stream": True, "max_tokens": 2}),
+    _f("out-of-range-accepted", "validation.accepted_invalid", CHAT,
+       "Out-of-range numbers (temperature 5, n 0...) are accepted and served.", dict(OUT_OF_RANGE)),
+    _f("out-of-range-500", "validation.server_error", CHAT,
+       "Out-of-range numbers are answered 500.", dict(OUT_OF_RANGE)),
+    _f("wrong-content-type", "http.content_type", ALL, "Streams are labelled application/json."),
+    _f("invalid-json-frame", "stream.data_not_json", ALL, "The second event's JSON is cut in half."),
+    _f("invalid-utf8", "sse.invalid_utf8", ALL, "The second event's text carries bytes FF FE."),
+    _f("reset-mid-stream", "http.reset", ALL,
+       "After 3 tokens the connection is closed without finishing the chunked body."),
+    _f("stall", "http.timeout", ALL, "After 3 tokens nothing more is sent; the connection stays open."),
+    _f("huge-frame", "sse.frame_too_large", ALL,
+       "The first token's event carries 50 MB of text in one data line, written in 1 MB pieces."),
+    _f("choice-index-one", "stream.choice_index", CHAT, "A single choice is sent with index 1."),
+    _f("glued-events", "stream.data_not_json", ALL,
+       "The first and second events have no blank line between them (their data merge)."),
+    _f("empty-data", "sse.empty_data", ALL, "An event with empty data follows the first event."),
+    _f("auth-not-enforced", "http.auth_not_enforced", ALL,
+       "With --api-key, requests without the key are served anyway.", needs=("api_key",)),
+    _f("elastic-wrong-event-name", "stream.event_name", ELASTIC, "Events are named chunk, not message."),
+    _f("elastic-error-as-message", "stream.chunk_schema", ELASTIC,
+       "A mid-stream error (after 3 tokens) arrives as event: message instead of event: error."),
+    _f("response-schema", "response.schema", OPENAI_LIKE,
+       "The non-stream response lacks the required created field.", {"stream": False}),
+    _f("logprobs-missing", "param.logprobs", OPENAI,
+       "logprobs are requested but every chunk carries logprobs: null.",
+       {"stream": True, "logprobs": True, "top_logprobs": 2}),
+    _f("response-format-ignored", "param.response_format", OPENAI,
+       "response_format is ignored: plain text comes back.",
+       {"stream": True, "response_format": {"type": "json_object"}}),
+    # --- legal variants -------------------------------------------------------
+    _v("crlf", "Lines end with CRLF."),
+    _v("cr", "Lines end with a lone CR."),
+    _v("data-no-space", "data: fields with no space after the colon (data:{...})."),
+    _v("comments", "A comment line before every event's fields."),
+    _v("keepalive", "': keep-alive' comment blocks at the start and between events (as Atoma sends)."),
+    _v("one-byte-writes", "Every byte of the body is written separately."),
+    _v("leading-bom", "A UTF-8 BOM at the very start of the stream (skipped by the standard)."),
+    _v("unknown-fields", "Unknown JSON keys in chunks and choices, and an unknown SSE field line per event."),
+    _v("multiline-data", "Each event's JSON is indented and split over several data: lines."),
+    _v("id-and-retry", "Every event has an id: line; the first has retry: 3000."),
+    _v("split-writes", "CRLF line ends and writes cut between CR and LF and inside UTF-8 characters.",
+       request={**STREAM_USAGE, "messages": [{"role": "user", "content": "say: café über naïve"}]}),
+    _v("elastic-bom-every-event", "A BOM before every event, as real Elasticsearch writes.",
+       ELASTIC, "sse.bom_not_at_start"),
+    _v("elastic-midstream-error", "After 3 tokens an event: error and the stream ends (no [DONE]).",
+       ELASTIC),
+)
+
+BY_NAME: dict[str, Fault] = {f.name: f for f in CATALOGUE}
+assert len(BY_NAME) == len(CATALOGUE), "duplicate fault name"
+assert all(f.rule is None or f.rule in RULES for f in CATALOGUE), "fault names an unknown rule"
+
+_QUIRKS = {"n-ignored": "ignore_n", "stop-ignored": "ignore_stop", "stop-included": "include_stop",
+           "max-tokens-ignored": "ignore_max_tokens", "tool-choice-ignored": "ignore_tool_choice",
+           "response-format-ignored": "ignore_response_format"}
+_ITEM_FAULTS = frozenset({
+    "no-done", "data-after-done", "double-done", "truncated-event", "id-changes", "model-changes",
+    "created-changes", "missing-role", "bad-finish-reason", "no-finish-reason",
+    "content-after-finish", "usage-merged", "usage-wrong-total", "usage-missing",
+    "usage-unrequested", "tool-index-missing", "tool-index-null", "tool-index-reused",
+    "tool-arguments-object", "tool-id-missing", "tool-finish-stop", "midstream-error-200",
+    "reset-mid-stream", "stall", "huge-frame", "choice-index-one", "unknown-fields",
+    "logprobs-missing", "elastic-error-as-message", "elastic-midstream-error",
+})
+HUGE_FRAME_BYTES = 50 * 1024 * 1024
+AFTER_TOKENS = 3  # reset / stall / mid-stream errors happen after this many tokens
+
+
+def validate_names(names: Iterable[str]) -> frozenset[str]:
+    chosen = frozenset(names)
+    unknown = sorted(chosen - BY_NAME.keys())
+    if unknown:
+        raise UsageError(f"unknown fault {', '.join(unknown)} (see chatprobe serve --list-faults)")
+    return chosen
+
+
+def list_faults_text() -> str:
+    width = max(len(f.name) for f in CATALOGUE)
+    lines = []
+    for f in CATALOGUE:
+        lines.append(f"{f.name:<{width}}  {f.kind:<7}  {f.rule or '-':<28}  "
+                     f"{','.join(f.dialects)}  {f.description}")
+    return "\n".join(lines)
+
+
+def list_faults_json() -> str:
+    return orjson.dumps([f.to_json() for f in CATALOGUE], option=orjson.OPT_INDENT_2).decode()
+
+
+class FaultHooks:
+    """The active faults for one dialect, ready to apply at each hook point."""
+
+    def __init__(self, names: frozenset[str], dialect: str) -> None:
+        self.dialect = dialect
+        self.names = frozenset(n for n in names if dialect in BY_NAME[n].dialects)
+        on = self.names.__contains__
+        self.quirks = Quirks(**{attr: True for name, attr in _QUIRKS.items() if on(name)})
+        self.item_faults = bool(self.names & _ITEM_FAULTS)
+        self.enforce_auth = not on("auth-not-enforced")
+        self.stream_content_type = (b"application/json" if on("wrong-content-type")
+                                    else b"text/event-stream")
+        crlf = on("crlf") or on("split-writes")
+        self.framing = Framing(
+            eol=b"\r\n" if crlf else b"\r" if on("cr") else b"\n",
+            data_field=b"data:" if on("data-no-space") else b"data: ",
+            multiline_data=on("multiline-data"), comments=on("comments"),
+            keepalive=on("keepalive"), leading_bom=on("leading-bom"),
+            bom_every_event=on("elastic-bom-every-event"), id_and_retry=on("id-and-retry"),
+            unknown_field=on("unknown-fields"),
+            message_event=b"chunk" if on("elastic-wrong-event-name") else b"message",
+            error_event=b"message" if on("elastic-error-as-message") else b"error",
+            glue_event=0 if on("glued-events") else -1,
+            empty_data_after=0 if on("empty-data") else -1,
+            broken_json_event=1 if on("invalid-json-frame") else -1,
+            invalid_utf8_event=1 if on("invalid-utf8") else -1,
+        )
+        self.one_byte = on("one-byte-writes")
+        self.split_writes = on("split-writes")
+
+    # --- hook 1: validation errors ------------------------------------------------
+    def on_error(self, error: RequestError) -> tuple[int, dict[str, Any]] | None:
+        """Status and body for a rejected request; None means serve it anyway."""
+        on = self.names.__contains__
+        if error.kind == "range":
+            if on("out-of-range-accepted"):
+                return None
+            if on("out-of-range-500"):
+                error = RequestError(500, "internal error", None, "range", None)
+        status, body = error.status, error_body(self.dialect, error)
+        if on("error-envelope-detail"):
+            body = {"detail": error.message}
+        elif on("error-envelope-string"):
+            body = {"error": error.message}
+        if on("error-200") and error.kind not in ("auth", "path"):
+            status = 200
+        return status, body
+
+    # --- hook 6: non-stream body ------------------------------------------------------
+    def response(self, body: dict[str, Any]) -> dict[str, Any]:
+        on = self.names.__contains__
+        if on("usage-wrong-total") and isinstance(body.get("usage"), dict):
+            body["usage"]["total_tokens"] += 7
+        if on("response-schema"):
+            body.pop("created", None)
+        for choice in body.get("choices", []):
+            message = choice.get("message", {})
+            if on("bad-finish-reason"):
+                choice["finish_reason"] = "end"
+            if on("tool-finish-stop") and message.get("tool_calls"):
+                choice["finish_reason"] = "stop"
+            if on("choice-index-one") and len(body["choices"]) == 1:
+                choice["index"] = 1
+            if on("logprobs-missing"):
+                choice["logprobs"] = None
+            for call in message.get("tool_calls") or []:
+                if on("tool-arguments-object"):
+                    call["function"]["arguments"] = orjson.loads(call["function"]["arguments"])
+                if on("tool-id-missing"):
+                    call.pop("id", None)
+        return body
+
+    # --- hook 4b: bytes into writes -----------------------------------------------------
+    def split(self, data: bytes) -> list[bytes]:
+        if self.one_byte:
+            return [data[i : i + 1] for i in range(len(data))]
+        if self.split_writes:
+            pieces, start = [], 0
+            for i, byte in enumerate(data):
+                # cut after a CR (so CR and LF arrive apart) and after a UTF-8 lead byte
+                if byte == 0x0D or byte >= 0xC0:
+                    pieces.append(data[start : i + 1])
+                    start = i + 1
+            pieces.append(data[start:])
+            return [p for p in pieces if p]
+        return [data]
+
+    # --- hook 3: chunk dicts ------------------------------------------------------------
+    def items(self, items: Iterator[Item], plan: Plan) -> Iterator[Item]:
+        if not self.item_faults:
+            return items
+        return self._items(items, plan)
+
+    def _items(self, items: Iterator[Item], plan: Plan) -> Iterator[Item]:
+        on = self.names.__contains__
+        chunk_index = 0
+        tokens = 0
+        seen_role: set[int] = set()
+        held: Item | None = None  # usage-merged: the last finish chunk waits for the usage chunk
+        last_chunk: Item | None = None
+        after = AFTER_TOKENS
+        for item in items:
+            if item.kind == CHUNK and item.body is not None:
+                body = item.body
+                if chunk_index > 0:
+                    self._drift(body)
+                chunk_index += 1
+                choices = body.get("choices")
+                if choices == []:
+                    if on("usage-missing"):
+                        continue
+                    if on("usage-wrong-total"):
+                        body["usage"]["total_tokens"] += 7
+                    if on("usage-merged") and held is not None and held.body is not None:
+                        held.body["usage"] = body["usage"]
+                        yield held
+                        held = None
+                        continue
+                finishing = False
+                for choice in choices or []:
+                    finishing = self._choice(choice, seen_role, len(plan.choices)) or finishing
+                if on("unknown-fields"):
+                    body["x_chatprobe_extra"] = {"note": "unknown field"}
+                    for choice in choices or []:
+                        choice["x_chatprobe_extra"] = 1
+                if finishing and on("no-finish-reason"):
+                    continue
+                if on("tool-arguments-object") and not self._arguments_object(body, plan):
+                    continue
+                if item.token:
+                    tokens += 1
+                    if on("huge-frame") and tokens == 1:
+                        yield item._replace(kind=HUGE)
+                        continue
+                if held is not None:
+                    yield held
+                    held = None
+                if finishing and on("usage-merged"):
+                    held = item
+                    continue
+                last_chunk = item
+                yield item
+                if finishing and on("content-after-finish"):
+                    extra = copy.deepcopy(body)
+                    for choice in extra.get("choices", []):
+                        choice["delta"] = {"content": " late"}
+                        choice["finish_reason"] = None
+                    yield item._replace(body=extra, token=True)
+                if item.token and tokens == after:
+                    if on("reset-mid-stream"):
+                        yield Item(item.step, RESET, None, False)
+                        return
+                    if on("stall"):
+                        yield Item(item.step, STALL, None, False)
+                        return
+                    if on("midstream-error-200") or on("elastic-midstream-error") or on(
+                            "elastic-error-as-message"):
+                        error = RequestError(500, "the model backend failed mid-stream", None,
+                                             "server", "backend_error")
+                        yield Item(item.step, ERROR, error_body(self.dialect, error), False)
+                        return
+            elif item.kind == DONE:
+                if held is not None:
+                    yield held
+                    held = None
+                if on("usage-unrequested") and not plan.include_usage:
+                    yield Item(item.step, CHUNK, {"id": plan.id, "object": "chat.completion.chunk",
+                                                  "created": plan.created, "model": plan.model,
+                                                  "choices": [], "usage": plan.usage()}, False)
+                if on("truncated-event"):
+                    if last_chunk is not None:
+                        yield last_chunk._replace(kind=TRUNCATE, token=False)
+                    return
+                if on("no-done"):
+                    continue
+                yield item
+                if on("data-after-done") and last_chunk is not None:
+                    yield last_chunk._replace(token=False)
+                if on("double-done"):
+                    yield item
+            else:
+                yield item
+        if held is not None:
+            yield held
+        if on("truncated-event") and self.dialect == "adaptive" and last_chunk is not None:
+            yield last_chunk._replace(kind=TRUNCATE, token=False)
+        if on("usage-unrequested") and self.dialect == "adaptive" and not plan.include_usage:
+            yield Item(0, CHUNK, {"id": plan.id, "created": plan.created,
+                                  "session_id": plan.session_id, "choices": [],
+                                  "usage": plan.usage()}, False)
+
+    @staticmethod
+    def _arguments_object(body: dict[str, Any], plan: Plan) -> bool:
+        """Whole arguments object in a call's first delta; False drops a later piece."""
+        for choice in body.get("choices") or []:
+            for call in (choice.get("delta") or {}).get("tool_calls") or []:
+                if "type" not in call:
+                    return False
+                calls = plan.choices[choice.get("index", 0)].tool_calls
+                match = next((c for c in calls if c.id == call.get("id")), calls[0])
+                call["function"]["arguments"] = orjson.loads(match.arguments)
+        return True
+
+    def _drift(self, body: dict[str, Any]) -> None:
+        on = self.names.__contains__
+        if on("id-changes") and "id" in body:
+            body["id"] = str(body["id"]) + "-b"
+        if on("model-changes"):
+            if "model" in body:
+                body["model"] = str(body["model"]) + "-b"
+            for choice in body.get("choices") or []:
+                if "model" in choice:
+                    choice["model"] = str(choice["model"]) + "-b"
+        if on("created-changes") and "created" in body:
+            body["created"] = int(body["created"]) + 1
+
+    def _choice(self, choice: dict[str, Any], seen_role: set[int], n: int) -> bool:
+        """Apply choice-level faults; return True if this is the choice's finish chunk."""
+        on = self.names.__contains__
+        delta = choice.get("delta", {})
+        index = choice.get("index", 0)
+        if index not in seen_role and delta:
+            seen_role.add(index)
+            if on("missing-role"):
+                delta.pop("role", None)
+        finishing = choice.get("finish_reason") is not None
+        if finishing:
+            if on("bad-finish-reason"):
+                choice["finish_reason"] = "end"
+            if on("tool-finish-stop") and choice["finish_reason"] == "tool_calls":
+                choice["finish_reason"] = "stop"
+        if on("choice-index-one") and n == 1:
+            choice["index"] = 1
+        if on("logprobs-missing") and "logprobs" in choice:
+            choice["logprobs"] = None
+        for call in delta.get("tool_calls") or []:
+            if on("tool-index-missing"):
+                call.pop("index", None)
+            elif on("tool-index-null"):
+                call["index"] = None
+            elif on("tool-index-reused"):
+                call["index"] = 0
+            if on("tool-id-missing"):
+                call.pop("id", None)
+        return finishing

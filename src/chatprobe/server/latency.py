@@ -1,0 +1,107 @@
+"""The latency and capacity model: when each token of a response is due.
+
+Formulas (all times in ms; a later issue computes capacity from them):
+
+* A request waits for a slot: with ``--max-concurrency K`` at most K requests
+  generate at once and the rest queue FIFO; ``queue_wait`` is the time spent
+  there (0 without K). Non-stream requests take slots too.
+* ``active`` = requests holding a slot (every generating request without K),
+  so ``min(active, K)``.
+* Token 0 is due at ``start + ttft_ms + U0`` where ``start`` is when the slot
+  was granted, so the time to first token seen by a client is
+  ``queue_wait + ttft_ms + U0``.
+* Token k > 0 is due ``itl_eff`` after token k-1's *scheduled* (not actual)
+  time, with ``itl_eff = itl_ms + Z * (active - 1)`` evaluated when token k-1
+  falls due (``Z`` = ``--itl-per-active-ms``), plus its own jitter ``Uk``.
+  Deadlines are absolute, so lateness never accumulates: a late stream
+  catches up by writing every due token in one send.
+* ``Uk`` is uniform in ``[0, jitter_ms)``, drawn from a generator seeded by
+  the server's ``--seed`` and the request; due times never go backwards.
+* Writes follow the due times within the event loop's timer resolution
+  (libuv counts whole milliseconds, so a token can go out up to 1 ms early
+  or late); the truth records hold the actual write times.
+* Steady state with K busy slots and L tokens per response:
+  ``duration = ttft_ms + (L - 1) * (itl_ms + Z * (K - 1))``,
+  throughput ``K / duration`` requests/ms, ``K * L / duration`` tokens/ms;
+  the per-stream token rate is ``1000 / (itl_ms + Z * (K - 1))`` tokens/s.
+
+Defaults: ``ttft_ms = 0``, ``itl_ms = 0``, ``jitter_ms = 0``: a conformance
+run gets each response as fast as the server can write it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import time
+from random import Random
+
+
+class Capacity:
+    """FIFO admission with at most ``limit`` requests generating at once (None: no limit)."""
+
+    def __init__(self, limit: int | None, itl_per_active_ms: float) -> None:
+        self.limit = limit
+        self.itl_per_active_ns = int(itl_per_active_ms * 1_000_000)
+        self.active = 0
+        self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+
+    async def acquire(self) -> None:
+        if self.limit is None or (self.active < self.limit and not self._waiters):
+            self.active += 1
+            return
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            await waiter  # release() hands its slot over: active is already counted
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self.release()
+            else:
+                self._waiters.remove(waiter)
+            raise
+
+    def release(self) -> None:
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+        self.active -= 1
+
+    def extra_itl_ns(self) -> int:
+        if not self.itl_per_active_ns:
+            return 0
+        active = self.active if self.limit is None else min(self.active, self.limit)
+        return self.itl_per_active_ns * max(active - 1, 0)
+
+
+class Schedule:
+    """Absolute due times (perf_counter_ns) for the tokens of one response."""
+
+    __slots__ = ("_base", "_capacity", "_due", "_itl_ns", "_jitter_ns", "_rng", "_step")
+
+    def __init__(self, start_ns: int, ttft_ns: int, itl_ns: int, jitter_ns: int,
+                 capacity: Capacity, seed: int) -> None:
+        self._itl_ns = itl_ns
+        self._jitter_ns = jitter_ns
+        self._capacity = capacity
+        self._rng = Random(seed) if jitter_ns else None
+        self._base = start_ns + ttft_ns
+        self._step = 0
+        self._due = self._base + self._jitter()
+
+    def _jitter(self) -> int:
+        return int(self._rng.random() * self._jitter_ns) if self._rng is not None else 0
+
+    def due(self, step: int) -> int:
+        """Due time of token ``step``; steps must be asked in non-decreasing order."""
+        while self._step < step:
+            self._step += 1
+            self._base += self._itl_ns + self._capacity.extra_itl_ns()
+            self._due = max(self._due, self._base + self._jitter())
+        return self._due
+
+
+def now_ns() -> int:
+    return time.perf_counter_ns()

@@ -1,0 +1,204 @@
+"""Start and stop the reference server: in a thread (tests) or as a child process.
+
+Both context managers take the options of ``chatprobe serve`` as keyword
+arguments (``faults=[...]``, ``ttft_ms``, ``itl_ms``, ``jitter_ms``,
+``max_concurrency``, ``itl_per_active_ms``, ``api_key``, ``seed``,
+``truth_records``, ``model``, ``host``) and yield the base URL
+``http://127.0.0.1:PORT``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import selectors
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+
+from chatprobe.errors import UsageError
+from chatprobe.server.app import ReferenceApp, ServerOptions, install_log_filter
+from chatprobe.server.faults import validate_names
+
+LISTENING_PREFIX = "chatprobe reference server listening on "
+_START_TIMEOUT_S = 20.0
+_STOP_TIMEOUT_S = 10.0
+
+
+def build_options(**options: Any) -> ServerOptions:
+    faults = tuple(options.pop("faults", ()) or ())
+    validate_names(faults)
+    known = set(ServerOptions.__dataclass_fields__)
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise UsageError(f"unknown server option(s): {', '.join(unknown)}")
+    return ServerOptions(faults=faults, **options)
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    sock.listen(2048)
+    sock.setblocking(False)
+    return sock
+
+
+def uvicorn_config(options: ServerOptions, *, configure_logging: bool = True) -> uvicorn.Config:
+    """uvicorn on uvloop + httptools, no access log; a thread server leaves logging alone."""
+    install_log_filter()
+    extra: dict[str, Any] = {} if configure_logging else {"log_config": None}
+    return uvicorn.Config(
+        ReferenceApp(options), loop="uvloop", http="httptools", lifespan="off",
+        access_log=False, log_level="warning", timeout_graceful_shutdown=2,
+        timeout_keep_alive=30, backlog=2048, **extra,
+    )
+
+
+def base_url(sock: socket.socket) -> str:
+    host, port = sock.getsockname()[:2]
+    host = f"[{host}]" if ":" in host else host
+    return f"http://{host}:{port}"
+
+
+@contextlib.contextmanager
+def running_server(**options: Any) -> Iterator[str]:
+    """The server in a background thread with its own (uvloop) event loop."""
+    import uvloop
+
+    options.setdefault("port", 0)
+    opts = build_options(**options)
+    sock = bind_socket(opts.host, opts.port)
+    config = uvicorn_config(opts, configure_logging=False)
+    server = uvicorn.Server(config)
+    failure: list[BaseException] = []
+    started = threading.Event()
+    loop_box: list[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = []
+
+    async def main() -> None:
+        # uvicorn's own serve() polls should_exit every 100 ms; an event stops us at once.
+        stop = asyncio.Event()
+        loop_box.append((asyncio.get_running_loop(), stop))
+        config.load()
+        server.lifespan = config.lifespan_class(config)
+        await server.startup(sockets=[sock])
+        started.set()
+        await stop.wait()
+        await server.shutdown(sockets=[sock])
+
+    def serve() -> None:
+        try:
+            with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+                runner.run(main())
+        except BaseException as exc:  # reported to the caller below
+            failure.append(exc)
+        finally:
+            started.set()
+
+    thread = threading.Thread(target=serve, name="chatprobe-reference-server", daemon=True)
+    thread.start()
+    try:
+        if not started.wait(_START_TIMEOUT_S) or failure or not server.started:
+            raise RuntimeError(f"reference server did not start: {failure or 'timeout'}")
+        yield base_url(sock)
+    finally:
+        if loop_box:
+            loop, stop = loop_box[0]
+            with contextlib.suppress(RuntimeError):  # loop already closed
+                loop.call_soon_threadsafe(stop.set)
+        thread.join(_STOP_TIMEOUT_S)
+        sock.close()
+
+
+def serve_argv(**options: Any) -> list[str]:
+    """The ``chatprobe serve`` command line for these options (port 0)."""
+    opts = build_options(**{**options, "port": 0})
+    argv = [sys.executable, "-m", "chatprobe", "serve", "--host", opts.host, "--port", "0",
+            "--ttft-ms", str(opts.ttft_ms), "--itl-ms", str(opts.itl_ms),
+            "--jitter-ms", str(opts.jitter_ms), "--itl-per-active-ms", str(opts.itl_per_active_ms),
+            "--seed", str(opts.seed), "--truth-records", str(opts.truth_records),
+            "--model", opts.model]
+    if opts.max_concurrency is not None:
+        argv += ["--max-concurrency", str(opts.max_concurrency)]
+    for name in opts.faults:
+        argv += ["--fault", name]
+    if opts.api_key is not None:
+        argv += ["--api-key-env", "CHATPROBE_SERVE_API_KEY"]
+    return argv
+
+
+@contextlib.contextmanager
+def spawn_server(cpu: int | None = None, **options: Any) -> Iterator[str]:
+    """``python -m chatprobe serve --port 0`` as a child process (pinned to ``cpu`` if given)."""
+    with spawn_server_process(cpu, **options) as (url, _child):
+        yield url
+
+
+@contextlib.contextmanager
+def spawn_server_process(
+    cpu: int | None = None, **options: Any
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """Like :func:`spawn_server`, also yielding the child (for CPU accounting)."""
+    argv = serve_argv(**options)
+    env = dict(os.environ)
+    source_root = str(Path(__file__).resolve().parents[2])  # works from a checkout and a wheel
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (source_root, env.get("PYTHONPATH")) if p)
+    if options.get("api_key") is not None:
+        env["CHATPROBE_SERVE_API_KEY"] = str(options["api_key"])
+    with tempfile.TemporaryFile() as errors:
+        child = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=errors, env=env)
+        try:
+            if cpu is not None:
+                os.sched_setaffinity(child.pid, {cpu})
+            yield _read_listening_line(child, errors), child
+        finally:
+            _stop(child)
+
+
+def _read_listening_line(child: subprocess.Popen[bytes], errors: Any) -> str:
+    assert child.stdout is not None
+    line = b""
+    deadline = time.monotonic() + _START_TIMEOUT_S
+    with selectors.DefaultSelector() as selector:
+        selector.register(child.stdout, selectors.EVENT_READ)
+        while not line.endswith(b"\n"):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not selector.select(remaining):
+                break
+            byte = os.read(child.stdout.fileno(), 1)
+            if not byte:
+                break
+            line += byte
+    text = line.decode(errors="replace").strip()
+    if not text.startswith(LISTENING_PREFIX):
+        _stop(child)
+        errors.seek(0)
+        detail = errors.read().decode(errors="replace").strip().splitlines()
+        raise RuntimeError(f"reference server failed to start: {detail[-1] if detail else text!r}")
+    return text[len(LISTENING_PREFIX):]
+
+
+def _stop(child: subprocess.Popen[bytes]) -> None:
+    if child.poll() is None:
+        child.terminate()
+        try:
+            child.wait(_STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait(_STOP_TIMEOUT_S)
+    if child.stdout is not None:
+        child.stdout.close()

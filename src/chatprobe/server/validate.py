@@ -1,0 +1,254 @@
+"""Request validation and each dialect's error envelope.
+
+Every rejection is a :class:`RequestError` with a ``kind``: ``range`` (a
+number outside its documented range — the faults ``out-of-range-accepted``
+and ``out-of-range-500`` act on exactly these), ``type``, ``missing``,
+``syntax`` (malformed JSON), ``media`` (wrong Content-Type, 415), ``auth``
+(401) and ``path`` (404).
+
+Envelopes:
+
+* openai / atoma / adaptive: ``{"error": {"message", "type", "param", "code"}}``.
+* elastic-chat: the chat error ``{"error": {"code", "message", "param", "type"}}``.
+* elastic-completion (and Elastic authentication failures): the generic
+  Elasticsearch error ``{"error": {"root_cause": [...], "type", "reason"},
+  "status": N}``.
+
+Elastic validation errors are sent as protocol-notes describes real
+Elasticsearch doing before a stream opens: status 400, ``Content-Type:
+text/event-stream`` and one ``event: error`` whose data is the envelope
+(see :mod:`chatprobe.server.wire`); authentication failures happen before the
+streaming handler in Elasticsearch, so they are plain JSON.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+CHAT_ROLES = frozenset({"system", "user", "assistant", "tool", "developer", "function"})
+ELASTIC_ROLES = frozenset({"system", "user", "assistant", "tool"})
+_DURATION = re.compile(r"^(?:-1|0|[0-9]+(?:nanos|micros|ms|s|m|h|d))$")
+
+
+@dataclass(frozen=True, slots=True)
+class RequestError(Exception):
+    status: int
+    message: str
+    param: str | None = None
+    kind: str = "type"
+    code: str | None = None
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _range(body: dict[str, Any], name: str, low: float, high: float) -> None:
+    if name not in body or body[name] is None:
+        return
+    value = body[name]
+    if not _is_number(value):
+        raise RequestError(400, f"'{name}' must be a number", name, "type")
+    if not low <= value <= high:
+        raise RequestError(400, f"'{name}' must be between {low:g} and {high:g}, got {value}",
+                           name, "range", "invalid_value")
+
+
+def _typed(body: dict[str, Any], name: str, kind: type, what: str) -> None:
+    value = body.get(name)
+    if value is None:
+        return
+    if kind is bool:
+        ok = isinstance(value, bool)
+    elif kind is int:
+        ok = _is_int(value)
+    else:
+        ok = isinstance(value, kind)
+    if not ok:
+        raise RequestError(400, f"'{name}' must be {what}", name, "type")
+
+
+def _messages(body: dict[str, Any], roles: frozenset[str]) -> None:
+    messages = body.get("messages")
+    if messages is None:
+        raise RequestError(400, "'messages' is required", "messages", "missing")
+    if not isinstance(messages, list):
+        raise RequestError(400, "'messages' must be an array", "messages", "type")
+    if not messages:
+        raise RequestError(400, "'messages' must contain at least one message", "messages", "range")
+    for i, message in enumerate(messages):
+        param = f"messages[{i}]"
+        if not isinstance(message, dict):
+            raise RequestError(400, f"'{param}' must be an object", param, "type")
+        role = message.get("role")
+        if not isinstance(role, str):
+            raise RequestError(400, f"'{param}.role' is required", f"{param}.role", "missing")
+        if role not in roles:
+            raise RequestError(400, f"'{param}.role' {role!r} is not one of {sorted(roles)}",
+                               f"{param}.role", "type")
+        content = message.get("content")
+        if content is not None and not isinstance(content, str | list):
+            raise RequestError(400, f"'{param}.content' must be a string or an array of parts",
+                               f"{param}.content", "type")
+
+
+def _tools(body: dict[str, Any]) -> set[str]:
+    tools = body.get("tools")
+    if tools is None:
+        return set()
+    if not isinstance(tools, list):
+        raise RequestError(400, "'tools' must be an array", "tools", "type")
+    names: set[str] = set()
+    for i, tool in enumerate(tools):
+        function = tool.get("function") if isinstance(tool, dict) else None
+        if not isinstance(function, dict) or not isinstance(function.get("name"), str):
+            raise RequestError(400, f"'tools[{i}].function.name' is required",
+                               f"tools[{i}].function.name", "missing")
+        if "parameters" in function and not isinstance(function["parameters"], dict):
+            raise RequestError(400, f"'tools[{i}].function.parameters' must be an object",
+                               f"tools[{i}].function.parameters", "type")
+        names.add(function["name"])
+    return names
+
+
+def _tool_choice(body: dict[str, Any], names: set[str]) -> None:
+    choice = body.get("tool_choice")
+    if choice is None:
+        return
+    if isinstance(choice, str):
+        if choice not in ("none", "auto", "required"):
+            raise RequestError(400, "'tool_choice' must be none, auto, required or a function",
+                               "tool_choice", "type")
+        if choice == "required" and not names:
+            raise RequestError(400, "'tool_choice' required needs 'tools'", "tool_choice", "type")
+        return
+    name = (choice.get("function") or {}).get("name") if isinstance(choice, dict) else None
+    if not isinstance(name, str):
+        raise RequestError(400, "'tool_choice.function.name' is required",
+                           "tool_choice", "type")
+    if name not in names:
+        raise RequestError(400, f"'tool_choice' names unknown tool {name!r}", "tool_choice", "type")
+
+
+def _stop(body: dict[str, Any], string_allowed: bool) -> None:
+    stop = body.get("stop")
+    if stop is None or (string_allowed and isinstance(stop, str)):
+        return
+    if not isinstance(stop, list) or not all(isinstance(s, str) for s in stop):
+        raise RequestError(400, "'stop' must be a string or an array of strings", "stop", "type")
+    if len(stop) > 4:
+        raise RequestError(400, "'stop' allows at most 4 sequences", "stop", "range")
+
+
+def _response_format(body: dict[str, Any]) -> None:
+    fmt = body.get("response_format")
+    if fmt is None:
+        return
+    if not isinstance(fmt, dict) or fmt.get("type") not in ("text", "json_object", "json_schema"):
+        raise RequestError(400, "'response_format.type' must be text, json_object or json_schema",
+                           "response_format", "type")
+    if fmt["type"] == "json_schema":
+        inner = fmt.get("json_schema")
+        if not isinstance(inner, dict) or not isinstance(inner.get("name"), str):
+            raise RequestError(400, "'response_format.json_schema.name' is required",
+                               "response_format.json_schema", "missing")
+        if "schema" in inner and not isinstance(inner["schema"], dict):
+            raise RequestError(400, "'response_format.json_schema.schema' must be an object",
+                               "response_format.json_schema.schema", "type")
+
+
+def validate_chat(body: Any, dialect: str) -> None:
+    """Raise RequestError if the chat request is invalid for the dialect."""
+    if not isinstance(body, dict):
+        raise RequestError(400, "the request body must be a JSON object", None, "type")
+    if dialect != "elastic-chat" and "model" not in body:
+        raise RequestError(400, "'model' is required", "model", "missing")
+    _typed(body, "model", str, "a string")
+    _messages(body, ELASTIC_ROLES if dialect == "elastic-chat" else CHAT_ROLES)
+    _typed(body, "stream", bool, "a boolean")
+    _range(body, "temperature", 0, 2)
+    _range(body, "top_p", 0, 1)
+    for name in ("max_tokens", "max_completion_tokens", "n", "top_logprobs", "seed"):
+        _typed(body, name, int, "an integer")
+    low = 0 if dialect == "adaptive" else 1
+    for name in ("max_tokens", "max_completion_tokens"):
+        _range(body, name, low, 2**31 - 1)
+    _range(body, "n", low, 128)
+    _range(body, "presence_penalty", -2, 2)
+    _range(body, "frequency_penalty", -2, 2)
+    _stop(body, dialect != "elastic-chat")
+    _typed(body, "logprobs", bool, "a boolean")
+    if body.get("top_logprobs") is not None:
+        _range(body, "top_logprobs", 0, 20)
+        if body.get("logprobs") is not True:
+            raise RequestError(400, "'top_logprobs' requires 'logprobs' to be true",
+                               "top_logprobs", "type")
+    options = body.get("stream_options")
+    if options is not None:
+        if not isinstance(options, dict):
+            raise RequestError(400, "'stream_options' must be an object", "stream_options", "type")
+        if body.get("stream") is not True:
+            raise RequestError(400, "'stream_options' is only allowed when 'stream' is true",
+                               "stream_options", "type")
+    bias = body.get("logit_bias")
+    if bias is not None:
+        if not isinstance(bias, dict) or not all(_is_number(v) for v in bias.values()):
+            raise RequestError(400, "'logit_bias' must map token ids to numbers", "logit_bias", "type")
+        if any(not -100 <= v <= 100 for v in bias.values()):
+            raise RequestError(400, "'logit_bias' values must be between -100 and 100",
+                               "logit_bias", "range", "invalid_value")
+    if dialect == "adaptive":
+        _range(body, "max_ttft_ms", 0, 2**63 - 1)
+        tools = body.get("tools")
+        if tools is not None and not (isinstance(tools, list) and all(
+                isinstance(t, dict) and isinstance(t.get("id"), str) for t in tools)):
+            raise RequestError(400, "'tools' must be an array of {id, enabled}", "tools", "type")
+        return
+    _tool_choice(body, _tools(body))
+    _response_format(body)
+
+
+def validate_completion(body: Any) -> None:
+    if not isinstance(body, dict):
+        raise RequestError(400, "the request body must be a JSON object", None, "type")
+    value = body.get("input")
+    if value is None:
+        raise RequestError(400, "[input] is required", "input", "missing")
+    if isinstance(value, list):
+        if len(value) != 1 or not isinstance(value[0], str):
+            raise RequestError(400, "[input] must be a single string for completion", "input", "type")
+    elif not isinstance(value, str):
+        raise RequestError(400, "[input] must be a string or an array of strings", "input", "type")
+    if "task_settings" in body and not isinstance(body["task_settings"], dict):
+        raise RequestError(400, "[task_settings] must be an object", "task_settings", "type")
+
+
+def validate_timeout(value: str | None) -> None:
+    """Elastic's ``timeout`` query parameter: a duration (30s, 2m, 500ms), -1 or 0."""
+    if value is not None and not _DURATION.match(value):
+        raise RequestError(400, f"failed to parse setting [timeout] with value [{value}] as a time value",
+                           "timeout", "type")
+
+
+_ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 404: "not_found_error",
+                415: "invalid_request_error", 500: "server_error"}
+_ES_TYPES = {400: "status_exception", 401: "security_exception", 404: "resource_not_found_exception",
+             415: "media_type_header_exception", 500: "exception"}
+
+
+def error_body(dialect: str, error: RequestError) -> dict[str, Any]:
+    if dialect == "elastic-completion" or (dialect == "elastic-chat" and error.kind == "auth"):
+        es_type = _ES_TYPES.get(error.status, "exception")
+        cause = {"type": es_type, "reason": error.message}
+        return {"error": {"root_cause": [cause], **cause}, "status": error.status}
+    if dialect == "elastic-chat":
+        return {"error": {"code": error.code or "bad_request", "message": error.message,
+                          "param": error.param, "type": _ERROR_TYPES.get(error.status, "error")}}
+    return {"error": {"message": error.message, "type": _ERROR_TYPES.get(error.status, "error"),
+                      "param": error.param, "code": error.code}}
