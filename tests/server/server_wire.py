@@ -1,55 +1,23 @@
-"""Test helpers: a raw HTTP/1.1 exchange (keeps the server's write boundaries) and a
-Server-Sent Events parser written from the WHATWG standard (not from another client)."""
+"""Test helpers: a raw HTTP/1.1 exchange that keeps the server's write boundaries."""
 
 from __future__ import annotations
 
 import json
-import re
 import socket
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+from chatprobe.sse import Event, SSEDecoder
+
 BOM = b"\xef\xbb\xbf"
-_LINE_END = re.compile(r"\r\n|\r|\n")
 
 
-@dataclass
-class SSEEvent:
-    type: str
-    data: str
-    id: str = ""
-
-
-def parse_sse(raw: bytes) -> list[SSEEvent]:
-    """Events as the standard dispatches them (unterminated trailing event discarded)."""
-    text = raw.decode("utf-8", errors="replace")
-    if text.startswith("\ufeff"):
-        text = text[1:]
-    lines = _LINE_END.split(text)
-    lines.pop()  # the part after the last line end is not a complete line
-    events: list[SSEEvent] = []
-    data: list[str] = []
-    event_type = ""
-    last_id = ""
-    for line in lines:
-        if line == "":
-            if data:
-                events.append(SSEEvent(event_type or "message", "\n".join(data), last_id))
-            data, event_type = [], ""
-            continue
-        if line.startswith(":"):
-            continue
-        name, _, value = line.partition(":")
-        if value.startswith(" "):
-            value = value[1:]
-        if name == "data":
-            data.append(value)
-        elif name == "event":
-            event_type = value
-        elif name == "id" and "\0" not in value:
-            last_id = value
-    return events
+def parse_sse(raw: bytes) -> list[Event]:
+    """Events as the standard dispatches them: the project's one SSE parser
+    (its own tests check it against the WHATWG text)."""
+    decoder = SSEDecoder()
+    return decoder.feed(raw) + decoder.close()
 
 
 @dataclass
@@ -61,7 +29,7 @@ class Wire:
     complete: bool = True  # the chunked body ended with its zero-size chunk
 
     @property
-    def events(self) -> list[SSEEvent]:
+    def events(self) -> list[Event]:
         return parse_sse(self.raw)
 
     @property

@@ -18,7 +18,7 @@ from typing import Any
 
 import httpx
 import pytest
-from server_wire import BOM, Wire, exchange, parse_sse
+from server_wire import BOM, Wire, exchange
 
 from chatprobe.rules import RULES
 from chatprobe.server.faults import BY_NAME, CATALOGUE, Fault
@@ -514,9 +514,3 @@ def test_fault_manifests_on_the_wire(plain_keyed: str, fault_servers: _Servers, 
     if check is None:
         pytest.fail(f"catalogue entry {name!r} has no wire test")
     check(Case(fault_servers.for_fault(name), plain_keyed, BY_NAME[name], dialect))
-
-
-def test_raw_socket_helper_parses_like_the_standard() -> None:
-    # the checks rely on this parser: pin the standard's corner cases it must follow
-    events = parse_sse(BOM + b"data: a\r\ndata:b\r\rid: 7\nevent: x\ndata\n\n: c\ndata: tail")
-    assert [(e.type, e.data, e.id) for e in events] == [("message", "a\nb", ""), ("x", "", "7")]

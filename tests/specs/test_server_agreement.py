@@ -34,12 +34,6 @@ DIALECTS = bundled_dialects()
 # not enforce yet, reported to the server's owner. They are left out of the
 # generated invalid requests below, and test_known_server_gaps_still_exist fails
 # once the server enforces one, so this list can only shrink.
-KNOWN_SERVER_GAPS: dict[str, set[str]] = {
-    "openai": {"stop.minItems", "messages.content.required", "messages.tool_call_id.required", "tools.type.const", "tools.function.name.pattern", "user.type"},
-    "atoma": {"stop.minItems", "messages.content.required", "messages.tool_call_id.required", "tools.type.const", "tools.function.name.pattern", "user.type"},
-    "elastic-chat": {"messages.content.required", "messages.tool_call_id.required", "tools.type.const", "tools.function.name.pattern"},
-    "adaptive": {"messages.content.required", "session_id.pattern", "user.type"},
-}
 FEW = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 
 
@@ -114,10 +108,8 @@ def test_valid_requests_are_served_and_the_output_validates(client: httpx.Client
 def test_invalid_requests_get_4xx_with_the_error_envelope(client: httpx.Client, dialect: str) -> None:
     profile = load_profile(dialect)
 
-    gaps = KNOWN_SERVER_GAPS.get(dialect, set())
-
     @FEW
-    @given(invalid_requests(dialect).filter(lambda bad: bad.rule not in gaps))
+    @given(invalid_requests(dialect))
     def check(bad: InvalidRequest) -> None:
         response = send(client, bad)
         assert 400 <= response.status_code < 500, f"{bad.rule} ({bad.description}): {response.status_code} {response.text[:200]}"
@@ -127,13 +119,19 @@ def test_invalid_requests_get_4xx_with_the_error_envelope(client: httpx.Client, 
     check()
 
 
-GAPS = sorted((dialect, rule) for dialect, rules in KNOWN_SERVER_GAPS.items() for rule in rules)
+EVERY_BREAKAGE = [(dialect, b) for dialect in DIALECTS for b in breakages(dialect)]
 
 
-@pytest.mark.parametrize(("dialect", "rule"), GAPS, ids=[f"{d}-{r}" for d, r in GAPS])
-def test_known_server_gaps_still_exist(client: httpx.Client, dialect: str, rule: str) -> None:
+@pytest.mark.parametrize(
+    ("dialect", "breakage"), EVERY_BREAKAGE, ids=[f"{d}-{b.rule}" for d, b in EVERY_BREAKAGE]
+)
+def test_every_named_rule_is_enforced_by_the_server(client: httpx.Client, dialect: str, breakage: Any) -> None:
+    """Deterministically, each rule the strategies can break (with each of its values) gets a 4xx."""
     profile = load_profile(dialect)
-    (breakage,) = [b for b in breakages(dialect) if b.rule == rule]
     base = RequestSpec(dialect, profile.method, profile.render_path(), probe_body(profile), profile.streaming_mode == "always")
-    response = send(client, break_request(base, breakage, breakage.values[0], profile))
-    assert response.status_code < 400, f"the server now rejects {rule}: remove it from KNOWN_SERVER_GAPS[{dialect!r}]"
+    for value in breakage.values:
+        bad = break_request(base, breakage, value, profile)
+        response = send(client, bad)
+        assert 400 <= response.status_code < 500, f"{bad.rule} = {value!r}: {response.status_code} {response.text[:200]}"
+        errors = profile.validator("error").errors(error_document(profile, response))
+        assert errors == [], f"{bad.rule}: error envelope: {describe(errors)}"

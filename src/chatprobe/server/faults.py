@@ -176,7 +176,7 @@ CATALOGUE: tuple[Fault, ...] = (
     _f("auth-not-enforced", "http.auth_not_enforced", ALL,
        "With --api-key, requests without the key are served anyway.", needs=("api_key",)),
     _f("elastic-wrong-event-name", "stream.event_name", ELASTIC, "Events are named chunk, not message."),
-    _f("elastic-error-as-message", "stream.chunk_schema", ELASTIC,
+    _f("elastic-error-as-message", "stream.error_in_200", ELASTIC,
        "A mid-stream error (after 3 tokens) arrives as event: message instead of event: error."),
     _f("response-schema", "response.schema", OPENAI_LIKE,
        "The non-stream response lacks the required created field.", {"stream": False}),

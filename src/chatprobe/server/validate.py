@@ -29,6 +29,8 @@ from typing import Any
 
 CHAT_ROLES = frozenset({"system", "user", "assistant", "tool", "developer", "function"})
 ELASTIC_ROLES = frozenset({"system", "user", "assistant", "tool"})
+_FUNCTION_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
+_UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 _DURATION = re.compile(r"^(?:-1|0|[0-9]+(?:nanos|micros|ms|s|m|h|d))$")
 
 
@@ -96,6 +98,13 @@ def _messages(body: dict[str, Any], roles: frozenset[str]) -> None:
         if content is not None and not isinstance(content, str | list):
             raise RequestError(400, f"'{param}.content' must be a string or an array of parts",
                                f"{param}.content", "type")
+        # Only an assistant message that calls tools may leave content out (or null).
+        calls_tools = role == "assistant" and bool(message.get("tool_calls"))
+        if content is None and not calls_tools and (role != "assistant" or "content" not in message):
+            raise RequestError(400, f"'{param}.content' is required", f"{param}.content", "missing")
+        if role == "tool" and not isinstance(message.get("tool_call_id"), str):
+            raise RequestError(400, f"'{param}.tool_call_id' is required for a tool message",
+                               f"{param}.tool_call_id", "missing")
 
 
 def _tools(body: dict[str, Any]) -> set[str]:
@@ -106,10 +115,15 @@ def _tools(body: dict[str, Any]) -> set[str]:
         raise RequestError(400, "'tools' must be an array", "tools", "type")
     names: set[str] = set()
     for i, tool in enumerate(tools):
-        function = tool.get("function") if isinstance(tool, dict) else None
+        if not isinstance(tool, dict) or tool.get("type") != "function":
+            raise RequestError(400, f"'tools[{i}].type' must be 'function'", f"tools[{i}].type", "type")
+        function = tool.get("function")
         if not isinstance(function, dict) or not isinstance(function.get("name"), str):
             raise RequestError(400, f"'tools[{i}].function.name' is required",
                                f"tools[{i}].function.name", "missing")
+        if not _FUNCTION_NAME.match(function["name"]):
+            raise RequestError(400, f"'tools[{i}].function.name' must match ^[a-zA-Z0-9_-]{{1,64}}$",
+                               f"tools[{i}].function.name", "invalid_value")
         if "parameters" in function and not isinstance(function["parameters"], dict):
             raise RequestError(400, f"'tools[{i}].function.parameters' must be an object",
                                f"tools[{i}].function.parameters", "type")
@@ -142,6 +156,8 @@ def _stop(body: dict[str, Any], string_allowed: bool) -> None:
         return
     if not isinstance(stop, list) or not all(isinstance(s, str) for s in stop):
         raise RequestError(400, "'stop' must be a string or an array of strings", "stop", "type")
+    if not stop:
+        raise RequestError(400, "'stop' must not be an empty array", "stop", "range")
     if len(stop) > 4:
         raise RequestError(400, "'stop' allows at most 4 sequences", "stop", "range")
 
@@ -180,6 +196,8 @@ def validate_chat(body: Any, dialect: str) -> None:
     for name in ("max_tokens", "max_completion_tokens"):
         _range(body, name, low, 2**31 - 1)
     _range(body, "n", low, 128)
+    if dialect != "adaptive":
+        _typed(body, "user", str, "a string")
     _range(body, "presence_penalty", -2, 2)
     _range(body, "frequency_penalty", -2, 2)
     _stop(body, dialect != "elastic-chat")
@@ -204,6 +222,10 @@ def validate_chat(body: Any, dialect: str) -> None:
             raise RequestError(400, "'logit_bias' values must be between -100 and 100",
                                "logit_bias", "range", "invalid_value")
     if dialect == "adaptive":
+        for name in ("session_id", "user"):  # seed 002: uuids
+            value = body.get(name)
+            if value is not None and not (isinstance(value, str) and _UUID.match(value)):
+                raise RequestError(400, f"'{name}' must be a uuid", name, "invalid_value")
         _range(body, "max_ttft_ms", 0, 2**63 - 1)
         tools = body.get("tools")
         if tools is not None and not (isinstance(tools, list) and all(
