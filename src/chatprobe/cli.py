@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 from typing import NoReturn
@@ -21,7 +22,9 @@ COMMANDS: list[tuple[str, str, str]] = [
     ("serve", "serve", "run the reference server (every dialect, latency model, faults)"),
     ("probe", "probe", "send one request (default: to the embedded reference server); timeline + findings"),
     ("lint-stream", "lint_stream", "validate a captured raw event stream; findings as JSON"),
+    ("conform", "conform", "run the conformance suites against a target (default: the embedded reference server)"),
     ("validate", "validate", "validate a JSON document against a dialect's schema"),
+    ("load", "load", "load-test a server on Locust: exact TTFT/ITL/TPOT, SLO gate, HTML report"),
 ]
 
 
@@ -56,6 +59,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"chatprobe {args.command}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader went away (`chatprobe … | head`): not an error of ours.
+        # Point stdout at devnull so the interpreter's final flush stays quiet.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     return code
 
 
