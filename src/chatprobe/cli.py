@@ -22,7 +22,9 @@ COMMANDS: list[tuple[str, str, str]] = [
     ("serve", "serve", "run the reference server (every dialect, latency model, faults)"),
     ("probe", "probe", "send one request (default: to the embedded reference server); timeline + findings"),
     ("lint-stream", "lint_stream", "validate a captured raw event stream; findings as JSON"),
+    ("conform", "conform", "run the conformance suites against a target (default: the embedded reference server)"),
     ("validate", "validate", "validate a JSON document against a dialect's schema"),
+    ("load", "load", "load-test a server on Locust: exact TTFT/ITL/TPOT, SLO gate, HTML report"),
 ]
 
 

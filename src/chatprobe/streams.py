@@ -523,10 +523,11 @@ class StreamValidator:
                         offset=end_offset,
                     )
                 )
-        for choice in res.choices.values():
+        # A stream cut short (transport, or the dialect's own error event) leaves
+        # the arguments unfinished: that is the cut, not a second finding.
+        cut = not complete or self._ended_by_error
+        for choice in ([] if cut else res.choices.values()):
             for call in choice.tool_calls.values():
-                if not complete:
-                    break
                 try:
                     orjson.loads(call.arguments or "")
                 except orjson.JSONDecodeError:

@@ -1,0 +1,113 @@
+"""Accuracy of `chatprobe load` against the reference server's truth records.
+
+The server (pinned to the last CPU; TTFT 50 ms, ITL 5 ms) records, per
+request id, when it received the request and when it wrote each token
+(perf_counter_ns, CLOCK_MONOTONIC: the same clock as the generator's). The
+generator (pinned to CPU 0) sends X-Request-Id, so every client record is
+matched with its truth:
+
+* TTFT error = client TTFT - (first token write - received), per request;
+* ITL: client ITL p50 vs the server's (gaps between token writes), and the
+  per-gap error (client gap - server gap) p50 / p99.
+
+Goal: |TTFT p50 error| <= 2 ms and |ITL p50 error| <= 0.5 ms at 1, 32, 128 streams.
+
+    PYTHONPATH=src .venv/bin/python benchmarks/load_accuracy.py [--users 1 32 128] [--duration 6]
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+from chatprobe.metrics import RequestRecord, percentile  # noqa: E402
+from chatprobe.server.runner import spawn_server  # noqa: E402
+
+MAX_TOKENS = 64
+
+
+def measure(url: str, users: int, duration: float) -> dict[str, float | str]:
+    httpx.delete(url + "/_chatprobe/truth")
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT / "src"), env.get("PYTHONPATH")) if p)
+    with tempfile.TemporaryDirectory() as out:
+        subprocess.run(
+            ["taskset", "-c", "0", sys.executable, "-m", "chatprobe", "load", "--target", url,
+             "--users", str(users), "--spawn-rate", str(max(users / 2, 1)), "--duration", str(duration),
+             "--warmup", "2", "--max-tokens", str(MAX_TOKENS), "--ignore-eos", "--no-progress",
+             "--report-dir", out],
+            env=env, check=False, capture_output=True, timeout=duration + 120,
+        )
+        doc = json.loads((Path(out) / "summary.json").read_text())
+        with open(Path(out) / "records.jsonl") as f:
+            records = [RequestRecord.from_json(json.loads(line)) for line in f]
+    truth = {t["request_id"]: t for t in httpx.get(url + "/_chatprobe/truth").json()["records"]}
+    start, end = doc["summary"]["window"]["start_ns"], doc["summary"]["window"]["end_ns"]
+    ttft_err: list[float] = []
+    gap_err: list[float] = []
+    client_itl: list[float] = []
+    server_itl: list[float] = []
+    client_ttft: list[float] = []
+    server_ttft: list[float] = []
+    for r in records:
+        t = truth.get(r.request_id)
+        if not r.ok or t is None or not t["token_ns"] or not start <= r.t_finished_ns <= end:
+            continue
+        c_ttft = r.ttft_ms
+        assert c_ttft is not None
+        s_ttft = (t["token_ns"][0] - t["received_ns"]) / 1e6
+        client_ttft.append(c_ttft)
+        server_ttft.append(s_ttft)
+        ttft_err.append(c_ttft - s_ttft)
+        s_gaps = [(b - a) / 1e6 for a, b in itertools.pairwise(t["token_ns"])]
+        c_gaps = r.itls_ms
+        client_itl.extend(c_gaps)
+        server_itl.extend(s_gaps)
+        if len(c_gaps) == len(s_gaps):
+            gap_err.extend(c - s for c, s in zip(c_gaps, s_gaps, strict=True))
+    return {
+        "matched": len(ttft_err),
+        "ttft_p50_client": percentile(client_ttft, 50),
+        "ttft_p50_server": percentile(server_ttft, 50),
+        "ttft_err_p50": percentile(ttft_err, 50),
+        "ttft_err_p99": percentile(ttft_err, 99),
+        "itl_p50_client": percentile(client_itl, 50),
+        "itl_p50_server": percentile(server_itl, 50),
+        "gap_err_p50": percentile(gap_err, 50) if gap_err else float("nan"),
+        "gap_err_p99": percentile(gap_err, 99) if gap_err else float("nan"),
+        "cpu": next(p["cpu_percent_mean"] for p in doc["health"]["processes"]),
+        "trust": "ok" if doc["health"]["trustworthy"] else "SATURATED",
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--users", type=int, nargs="+", default=[1, 32, 128])
+    ap.add_argument("--duration", type=float, default=6.0)
+    args = ap.parse_args()
+    cpus = sorted(os.sched_getaffinity(0))
+    print(f"server on CPU {cpus[-1]} (TTFT 50 ms, ITL 5 ms, {MAX_TOKENS} tokens), generator on CPU 0")
+    print(f"{'streams':>7} {'matched':>7} {'TTFT p50 c/s (ms)':>19} {'err p50':>8} {'err p99':>8} "
+          f"{'ITL p50 c/s (ms)':>17} {'gap err p50':>11} {'p99':>7} {'gen CPU%':>8} {'health':>9}")
+    with spawn_server(cpu=cpus[-1], ttft_ms=50, itl_ms=5, truth_records=200_000) as url:
+        for users in args.users:
+            m = measure(url, users, args.duration)
+            print(f"{users:7d} {m['matched']:7d} {m['ttft_p50_client']:9.2f}/{m['ttft_p50_server']:<9.2f}"
+                  f" {m['ttft_err_p50']:8.3f} {m['ttft_err_p99']:8.3f}"
+                  f" {m['itl_p50_client']:8.3f}/{m['itl_p50_server']:<8.3f} {m['gap_err_p50']:11.3f}"
+                  f" {m['gap_err_p99']:7.3f} {m['cpu']:8.1f} {m['trust']!s:>9}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,750 @@
+"""chatprobe's Locust users: exact TTFT / ITL / TPOT / E2E per request.
+
+Usable two ways:
+
+* ``chatprobe load …`` (the usual way) runs these users through
+  ``loadtests/run.py``, which writes summary.json, records and the report;
+* ``locust -f loadtests/chatprobe_locust.py OpenAIUser`` with the settings in
+  ``CHATPROBE_LOAD_SETTINGS`` (JSON of :class:`chatprobe.loadplan.LoadSettings`,
+  or ``@file.json``) for Locust's own UI; ``--master`` / ``--worker`` work as
+  usual and the workers' records reach the master (``worker_report``).
+
+Timing (see "Metric definitions" in the design). ``t_sent`` is stamped just
+before the request's bytes are written; every ``recv()`` is stamped with
+``perf_counter_ns()`` as it returns and its body bytes go straight into the
+project's SSE decoder with that stamp, so each event carries the arrival of
+its first byte; :class:`chatprobe.streams.StreamValidator` decides which
+events bear tokens (one definition for the whole project).
+
+The client: one keep-alive socket per user (closed loop) or a pool (open
+loop), HTTP parsed by geventhttpclient's C parser (llhttp) fed by our own
+``recv`` loop; benchmarks/load_cost.py measures it against httpx under
+gevent (``client: httpx`` in the settings selects that one).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import os
+import random
+import socket as _stdsocket
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+from urllib.parse import urlsplit
+
+import gevent
+import gevent.lock
+import gevent.pool
+import gevent.socket
+import gevent.ssl
+import orjson
+from geventhttpclient._parser import HTTPParseError
+from geventhttpclient.response import HTTPResponse
+from locust import LoadTestShape, User, events, task
+from locust.env import Environment
+from locust.runners import MasterRunner
+
+from chatprobe.dialects import auth_headers, place
+from chatprobe.findings import Severity
+from chatprobe.loadplan import SETTINGS_ENV, LoadSettings, rate_at, stage_at
+from chatprobe.metrics import MetricsCollector, RequestRecord, resolve_output_tokens
+from chatprobe.specs import Profile, load_profile
+from chatprobe.sse import SSEDecoder
+from chatprobe.streams import StreamValidator
+
+__all__ = [
+    "AdaptiveUser",
+    "AtomaUser",
+    "ChatUser",
+    "ElasticChatUser",
+    "ElasticCompletionUser",
+    "HealthMonitor",
+    "OpenAIUser",
+    "OpenLoopUser",
+    "PlanShape",
+    "state",
+    "user_classes_for",
+]
+
+# Findings that make a request a failure under load; other protocol findings
+# (a missing role, a model that changes…) are counted but the user still got
+# tokens. Transport failures are reasons of their own ("reset", "timeout"…).
+FAILURE_RULES = frozenset({
+    "stream.data_not_json",
+    "stream.terminator_missing",
+    "stream.error_in_200",
+    "stream.data_after_terminator",
+    "stream.empty",
+    "sse.unterminated_event",
+    "sse.frame_too_large",
+    "sse.empty_data",
+})
+_RECV_BYTES = 65536
+_MAX_BODY_BYTES = 64 * 1024 * 1024
+_PROMPT_POOL = 64  # distinct prompts per process, built up front (off the hot path)
+_WORDS = ("alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel", "india",
+          "juliet", "kilo", "lima", "mike", "november", "oscar", "papa", "quebec", "romeo")
+
+
+# ---------------------------------------------------------------------------
+# Per-process state (one per Locust process: local, master or worker)
+# ---------------------------------------------------------------------------
+class _State:
+    def __init__(self) -> None:
+        self.settings: LoadSettings | None = None
+        self.collector = MetricsCollector()
+        self.shipped = 0  # records already sent to the master
+        self.worker_id = f"{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self.t0_ns: int | None = None  # test start (this process's clock)
+        self.stopping = False
+        self.inflight = gevent.pool.Group()  # open-loop request greenlets
+        self.findings: dict[str, int] = {}  # non-failing protocol findings, per rule
+        self.health: HealthMonitor | None = None
+        self._builder: _RequestBuilder | None = None
+
+    def load(self) -> LoadSettings:
+        if self.settings is None:
+            raw = os.environ.get(SETTINGS_ENV)
+            if not raw:
+                raise RuntimeError(f"set {SETTINGS_ENV} (JSON load settings, or @file.json)")
+            self.settings = LoadSettings.loads(raw)
+        return self.settings
+
+    @property
+    def builder(self) -> _RequestBuilder:
+        if self._builder is None:
+            self._builder = _RequestBuilder(self.load())
+        return self._builder
+
+    def elapsed_s(self) -> float:
+        return 0.0 if self.t0_ns is None else (time.perf_counter_ns() - self.t0_ns) / 1e9
+
+
+state = _State()
+
+
+# ---------------------------------------------------------------------------
+# Requests: bodies built once, then reused
+# ---------------------------------------------------------------------------
+class _Prepared:
+    __slots__ = ("body", "body_json", "head_tail", "method", "path", "stream")
+
+    def __init__(self, method: str, path: str, body: dict[str, Any], stream: bool, head_tail: bytes) -> None:
+        self.method = method
+        self.path = path
+        self.body = body
+        self.body_json = orjson.dumps(body)
+        self.stream = stream
+        self.head_tail = head_tail  # headers after X-Request-Id, ending with the blank line
+
+
+class _RequestBuilder:
+    def __init__(self, s: LoadSettings) -> None:
+        self.settings = s
+        self.profile: Profile = load_profile(s.profile or s.dialect)
+        url = urlsplit(s.target)
+        self.tls = url.scheme == "https"
+        self.host = url.hostname or "127.0.0.1"
+        self.port = url.port or (443 if self.tls else 80)
+        self.base_path = url.path.rstrip("/")
+        self.host_header = url.netloc
+        key = os.environ.get(s.api_key_env) if s.api_key_env else None
+        self.headers = {"Content-Type": "application/json",
+                        "Accept": "text/event-stream" if s.stream else "application/json",
+                        **auth_headers(self.profile, key)}
+        model = s.model or ("chatprobe-test" if self.profile.model_in != "none" else None)
+        rng = random.Random(s.seed ^ os.getpid())
+        self.prepared = [self._prepare(conv, model) for conv in self._conversations(rng)]
+        self._cycle = itertools.cycle(self.prepared)
+
+    def _conversations(self, rng: random.Random) -> Iterator[list[dict[str, Any]]]:
+        s = self.settings
+        if s.dataset:
+            with open(s.dataset, encoding="utf-8") as f:
+                for n, line in enumerate(f):
+                    if n >= 10_000:
+                        break
+                    if not line.strip():
+                        continue
+                    item = orjson.loads(line)
+                    if isinstance(item, dict) and isinstance(item.get("messages"), list):
+                        yield item["messages"]
+                    elif isinstance(item, dict) and isinstance(item.get("prompt"), str):
+                        yield [{"role": "user", "content": item["prompt"]}]
+            return
+        for _ in range(_PROMPT_POOL):
+            # The reference server counts one token per word; real tokenizers differ a little.
+            words = " ".join(rng.choice(_WORDS) for _ in range(s.prompt_tokens))
+            yield [{"role": "user", "content": words}]
+
+    def _prepare(self, messages: list[dict[str, Any]], model: str | None) -> _Prepared:
+        s, profile = self.settings, self.profile
+        if profile.body == "completion":
+            body: dict[str, Any] = {"input": "\n".join(str(m.get("content", "")) for m in messages)}
+        else:
+            body = {"messages": messages}
+            if profile.max_tokens_field:
+                body[profile.max_tokens_field] = s.max_tokens
+            if s.ignore_eos:
+                body["ignore_eos"] = True
+        spec = place(profile, body, model=model, stream=s.stream,
+                     include_usage=True if s.include_usage else None)
+        path = self.base_path + spec.path
+        if spec.query:
+            path += "?" + "&".join(f"{k}={v}" for k, v in spec.query.items())
+        tail = "".join(f"{k}: {v}\r\n" for k, v in self.headers.items())
+        head_tail = f"Content-Length: {len(orjson.dumps(spec.body))}\r\n{tail}\r\n".encode("latin-1")
+        return _Prepared(spec.method, path, spec.body, spec.stream, head_tail)
+
+    def next(self) -> _Prepared:
+        return next(self._cycle)
+
+    def head(self, req: _Prepared, request_id: str) -> bytes:
+        return (f"{req.method} {req.path} HTTP/1.1\r\nHost: {self.host_header}\r\n"
+                f"X-Request-Id: {request_id}\r\n").encode("latin-1") + req.head_tail
+
+
+_ids = itertools.count()
+
+
+class _Failure(Exception):
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+# ---------------------------------------------------------------------------
+# The exchange: send, read, stamp, decode, validate
+# ---------------------------------------------------------------------------
+class _Parser(HTTPResponse):
+    """llhttp via geventhttpclient; body bytes go to the exchange with the current recv's stamp."""
+
+    def __init__(self, ex: _Exchange) -> None:
+        super().__init__(method="POST")
+        self.ex = ex
+        self.body_bytes = 0
+
+    def _on_headers_complete(self) -> int | bool | None:
+        result = super()._on_headers_complete()
+        self.ex.status = self.get_code()
+        return result
+
+    def _on_body(self, buf: bytearray) -> None:
+        self.body_bytes += len(buf)
+        if self.body_bytes > _MAX_BODY_BYTES:
+            raise _Failure("http.body_too_large")
+        self.ex.on_body(bytes(buf))
+
+
+class _Exchange:
+    """One request's decoding state; feeds the record as bytes arrive."""
+
+    __slots__ = ("body", "decoder", "now", "record", "status", "stream", "validator")
+
+    def __init__(self, record: RequestRecord, profile: Profile, req: _Prepared, check_schema: bool) -> None:
+        self.record = record
+        self.stream = req.stream
+        self.decoder = SSEDecoder()
+        self.validator = StreamValidator(profile, req.body, check_schema=check_schema)
+        self.body: list[bytes] = []
+        self.now = 0
+        self.status = 0
+
+    def on_body(self, data: bytes) -> None:
+        if self.stream and self.status == 200:
+            events = self.decoder.feed(data, self.now)
+            if events:
+                self.validator.feed(events)
+        else:
+            self.body.append(data)
+
+    def finish(self, complete: bool) -> None:
+        """The response ended (complete) or was cut; fill in the record."""
+        r = self.record
+        if self.status != 200:
+            r.error = f"http {self.status}"
+            return
+        if not self.stream:
+            self._finish_plain()
+            return
+        v = self.validator
+        events = self.decoder.close()
+        if events:
+            v.feed(events)
+        v.finish(complete=complete)
+        res = v.result
+        for t in res.token_arrivals_ns:
+            r.add_token_event(t)
+        r.t_first_choices_ns = res.first_choices_ns
+        usage = res.usage if isinstance(res.usage, dict) else None
+        completion = usage.get("completion_tokens") if usage else None
+        prompt = usage.get("prompt_tokens") if usage else None
+        r.output_tokens, r.output_tokens_source = resolve_output_tokens(
+            completion if isinstance(completion, int) else None, len(res.token_arrivals_ns), res.text())
+        r.prompt_tokens = prompt if isinstance(prompt, int) else None
+        failure = None
+        for f in (*self.decoder.findings, *v.findings):
+            if f.severity is Severity.ERROR and f.rule in FAILURE_RULES:
+                failure = failure or f.rule
+            else:
+                state.findings[f.rule] = state.findings.get(f.rule, 0) + 1
+        if res.error is not None:
+            failure = failure or "stream.error_event"
+        if failure is None and not res.token_arrivals_ns:
+            failure = "stream.empty"
+        if not complete:
+            failure = "reset"
+        r.error = failure
+        r.ok = failure is None
+
+    def _finish_plain(self) -> None:
+        r = self.record
+        assert r.t_end_ns is not None
+        try:
+            body = orjson.loads(b"".join(self.body))
+            choice = body["choices"][0]
+            text = choice["message"].get("content") or ""
+        except (orjson.JSONDecodeError, KeyError, IndexError, TypeError, AttributeError):
+            r.error = "response.not_json"
+            return
+        r.add_token_event(r.t_end_ns)  # the whole body is the one token-bearing "event"
+        r.t_first_choices_ns = r.t_end_ns
+        usage = body.get("usage") if isinstance(body, dict) else None
+        completion = usage.get("completion_tokens") if isinstance(usage, dict) else None
+        r.output_tokens, r.output_tokens_source = resolve_output_tokens(
+            completion if isinstance(completion, int) else None, 0, str(text))
+        r.ok = True
+
+
+class _Connection:
+    """One keep-alive HTTP/1.1 connection on a gevent socket."""
+
+    def __init__(self, b: _RequestBuilder, read_timeout_s: float) -> None:
+        sock = gevent.socket.create_connection((b.host, b.port), timeout=min(read_timeout_s, 10.0))
+        sock.setsockopt(_stdsocket.IPPROTO_TCP, _stdsocket.TCP_NODELAY, 1)
+        if b.tls:
+            sock = gevent.ssl.create_default_context().wrap_socket(sock, server_hostname=b.host)
+        sock.settimeout(read_timeout_s)
+        self.sock = sock
+        self.reusable = True
+
+    def close(self) -> None:
+        self.reusable = False
+        with contextlib.suppress(OSError):
+            self.sock.close()
+
+
+class _GeventClient:
+    """Connections for one user (closed loop: one; open loop: a shared pool)."""
+
+    def __init__(self, b: _RequestBuilder, s: LoadSettings) -> None:
+        self.b = b
+        self.s = s
+        self.idle: list[_Connection] = []
+
+    def exchange(self, ex: _Exchange, req: _Prepared) -> None:
+        r = ex.record
+        conn = self.idle.pop() if self.idle else None
+        reused = conn is not None
+        if conn is None:
+            try:
+                conn = _Connection(self.b, self.s.read_timeout_s)
+            except TimeoutError:
+                raise _Failure("connect timeout") from None
+            except OSError as exc:
+                raise _Failure(f"connect: {exc.strerror or exc}") from None
+        payload = self.b.head(req, r.request_id) + req.body_json
+        parser = _Parser(ex)
+        sock = conn.sock
+        try:
+            r.t_sent_ns = time.perf_counter_ns()
+            sock.sendall(payload)
+            while True:
+                data = sock.recv(_RECV_BYTES)
+                ex.now = now = time.perf_counter_ns()
+                if not data:
+                    if reused and r.t_first_byte_ns is None:
+                        raise ConnectionResetError  # a stale keep-alive socket: retried below
+                    r.t_end_ns = now
+                    conn.close()
+                    if parser.headers_complete:
+                        # EOF ends a body delimited by the connection's close, and cuts any other.
+                        with contextlib.suppress(HTTPParseError):
+                            parser.feed(b"")
+                        if parser.message_complete:
+                            break
+                    raise _Failure("reset")
+                if r.t_first_byte_ns is None:
+                    r.t_first_byte_ns = now
+                parser.feed(data)
+                if parser.message_complete:
+                    r.t_end_ns = now
+                    break
+        except _Failure:
+            conn.close()
+            raise
+        except TimeoutError:
+            conn.close()
+            raise _Failure("timeout") from None
+        except OSError:
+            conn.close()
+            if reused and r.t_first_byte_ns is None:
+                # The server closed an idle keep-alive socket: resend once on a new one.
+                self.close()
+                return self.exchange(ex, req)
+            raise _Failure("reset") from None
+        except HTTPParseError:  # garbage on the wire
+            conn.close()
+            raise _Failure("http.parse") from None
+        except Exception as exc:  # a bug of ours: counted with its name, never fatal to the run
+            conn.close()
+            raise _Failure(f"client error: {type(exc).__name__}: {exc}"[:200]) from None
+        if parser.should_keep_alive() and conn.reusable:
+            self.idle.append(conn)
+        else:
+            conn.close()
+        ex.finish(complete=True)
+        return None
+
+    def close(self) -> None:
+        for c in self.idle:
+            c.close()
+        self.idle.clear()
+
+
+class _HttpxClient:
+    """httpx (sync) under gevent: the alternative measured by benchmarks/load_cost.py."""
+
+    def __init__(self, b: _RequestBuilder, s: LoadSettings) -> None:
+        import httpx
+
+        self.httpx = httpx
+        self.b = b
+        self.client = httpx.Client(
+            base_url=f"{'https' if b.tls else 'http'}://{b.host_header}",
+            timeout=httpx.Timeout(s.read_timeout_s, connect=min(s.read_timeout_s, 10.0)),
+            limits=httpx.Limits(max_connections=s.max_in_flight, max_keepalive_connections=s.max_in_flight),
+        )
+
+    def exchange(self, ex: _Exchange, req: _Prepared) -> None:
+        httpx = self.httpx
+        r = ex.record
+        headers = {**self.b.headers, "X-Request-Id": r.request_id}
+        try:
+            r.t_sent_ns = time.perf_counter_ns()
+            with self.client.stream(req.method, req.path, content=req.body_json, headers=headers) as resp:
+                r.t_first_byte_ns = time.perf_counter_ns()  # headers parsed: the best httpx offers
+                ex.status = resp.status_code
+                for chunk in resp.iter_raw(_RECV_BYTES):
+                    ex.now = time.perf_counter_ns()
+                    ex.on_body(chunk)
+                r.t_end_ns = time.perf_counter_ns()
+        except httpx.TimeoutException:
+            raise _Failure("timeout") from None
+        except httpx.ConnectError as exc:
+            raise _Failure(f"connect: {exc}") from None
+        except httpx.HTTPError:
+            raise _Failure("reset") from None
+        ex.finish(complete=True)
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def _make_client(s: LoadSettings) -> _GeventClient | _HttpxClient:
+    b = state.builder
+    return _HttpxClient(b, s) if s.client == "httpx" else _GeventClient(b, s)
+
+
+def send_one(environment: Environment, client: _GeventClient | _HttpxClient,
+             t_scheduled_ns: int | None = None) -> RequestRecord:
+    """One request, timed, recorded and reported to Locust's stats."""
+    s = state.load()
+    b = state.builder
+    req = b.next()
+    record = RequestRecord(request_id=f"{state.worker_id}-{next(_ids)}", dialect=b.profile.dialect,
+                           t_sent_ns=0, t_scheduled_ns=t_scheduled_ns, worker_id=state.worker_id)
+    ex = _Exchange(record, b.profile, req, s.check_schema)
+    try:
+        with gevent.Timeout(s.timeout_s, _Failure("timeout")):
+            client.exchange(ex, req)
+    except _Failure as failure:
+        record.error = failure.reason
+        record.ok = False
+    except Exception as exc:  # a bug of ours: counted with its name, never fatal to the run
+        record.error = f"client error: {type(exc).__name__}: {exc}"[:200]
+        record.ok = False
+    if record.t_sent_ns == 0:
+        record.t_sent_ns = time.perf_counter_ns()
+    if record.t_end_ns is None:
+        record.t_end_ns = time.perf_counter_ns()
+    record.status = ex.status or None
+    state.collector.add(record)
+    _fire(environment, record, req.path)
+    return record
+
+
+def _fire(environment: Environment, r: RequestRecord, path: str) -> None:
+    """Locust's own stats (UI, CSV): rounded there; our report never reads them."""
+    fire: Callable[..., Any] = environment.events.request.fire
+    exc = None if r.ok else _Failure(r.error or "failed")
+    e2e = r.e2e_ms if r.ok else ((r.t_end_ns or r.t_sent_ns) - r.t_sent_ns) / 1e6
+    fire(request_type="POST", name=path, response_time=e2e, response_length=r.output_tokens or 0,
+         exception=exc, context={})
+    if r.ok and r.ttft_ms is not None:
+        fire(request_type="TTFT", name=r.dialect, response_time=r.ttft_ms, response_length=0,
+             exception=None, context={})
+        tpot = r.tpot_ms
+        if tpot is not None:
+            fire(request_type="TPOT", name=r.dialect, response_time=tpot, response_length=0,
+                 exception=None, context={})
+
+
+# ---------------------------------------------------------------------------
+# Users
+# ---------------------------------------------------------------------------
+class ChatUser(User):
+    """Closed loop: send, wait for the whole response, send again."""
+
+    abstract = True
+    dialect = "openai"
+
+    def on_start(self) -> None:
+        self._client = _make_client(state.load())
+
+    def on_stop(self) -> None:
+        self._client.close()
+
+    @task
+    def chat(self) -> None:
+        send_one(self.environment, self._client)
+
+
+class OpenAIUser(ChatUser):
+    dialect = "openai"
+
+
+class ElasticChatUser(ChatUser):
+    dialect = "elastic-chat"
+
+
+class ElasticCompletionUser(ChatUser):
+    dialect = "elastic-completion"
+
+
+class AdaptiveUser(ChatUser):
+    dialect = "adaptive"
+
+
+class AtomaUser(ChatUser):
+    dialect = "atoma"
+
+
+class OpenLoopUser(User):
+    """One per process: schedules requests at the planned rate (constant or Poisson).
+
+    Each request runs in its own greenlet (a pool of keep-alive connections is
+    shared); at most ``max_in_flight / processes`` at once. A request that has
+    to wait for a free slot, or whose greenlet starts late, shows it in its
+    queue delay (t_sent - t_scheduled): the plan is never silently stretched.
+    """
+
+    abstract = True  # run.py makes it concrete for the settings
+
+    def on_start(self) -> None:
+        s = state.load()
+        self._client = _make_client(s)
+        self._slots = gevent.lock.BoundedSemaphore(max(1, s.max_in_flight // s.processes))
+
+    def on_stop(self) -> None:
+        state.inflight.kill(block=False)
+        self._client.close()
+
+    def _rate(self, s: LoadSettings) -> float | None:
+        share = max(1, s.processes)  # each process's dispatcher takes an equal share
+        if s.stages:
+            r = rate_at(s.stages, state.elapsed_s())
+            return None if r is None else r / share
+        assert s.rate is not None
+        return s.rate / share
+
+    @task
+    def dispatch(self) -> None:
+        s = state.load()
+        rng = random.Random(s.seed * 7919 + os.getpid())
+        next_ns = time.perf_counter_ns()
+        while not state.stopping:
+            rate = self._rate(s)
+            if rate is None:
+                return
+            if rate <= 0:
+                gevent.sleep(0.05)
+                next_ns = time.perf_counter_ns()
+                continue
+            gap = rng.expovariate(rate) if s.mode == "poisson" else 1.0 / rate
+            next_ns += int(gap * 1e9)
+            wait = (next_ns - time.perf_counter_ns()) / 1e9
+            if wait > 0:
+                gevent.sleep(wait)
+            self._slots.acquire()
+            state.inflight.spawn(self._one, next_ns)
+
+    def _one(self, t_scheduled_ns: int) -> None:
+        try:
+            send_one(self.environment, self._client, t_scheduled_ns)
+        finally:
+            self._slots.release()
+
+
+_DIALECT_USERS: dict[str, type[ChatUser]] = {
+    c.dialect: c for c in (OpenAIUser, ElasticChatUser, ElasticCompletionUser, AdaptiveUser, AtomaUser)
+}
+
+
+def user_classes_for(s: LoadSettings) -> list[type[User]]:
+    """The one user class these settings run."""
+    if s.open_loop:
+        return [type("OpenLoop", (OpenLoopUser,), {"abstract": False})]
+    base = _DIALECT_USERS.get(s.dialect, ChatUser)
+    return [type(base.__name__, (base,), {"abstract": False})]
+
+
+class PlanShape(LoadTestShape):
+    """Stages of a YAML plan: users (closed loop) or one dispatcher per process (open)."""
+
+    def tick(self) -> tuple[int, float] | None:
+        s = state.load()
+        now = stage_at(s.stages, float(self.get_run_time()))  # type: ignore[no-untyped-call]
+        if now is None:
+            return None
+        _, stage = now
+        if stage.users is None:  # open loop: the dispatchers read the rate themselves
+            return s.processes, float(s.processes)
+        return stage.users, stage.spawn_rate or float(stage.users)
+
+
+# ---------------------------------------------------------------------------
+# Generator health
+# ---------------------------------------------------------------------------
+class HealthMonitor:
+    """This process's CPU and gevent loop lag (a greenlet sleeping 10 ms, oversleep).
+
+    CPU is process time over wall time per second (100 % = one core busy).
+    """
+
+    PERIOD_S = 0.010
+
+    def __init__(self) -> None:
+        self.lags_ms: list[float] = []
+        self.lag_at_ns: list[int] = []  # when each lag sample was taken
+        self.cpu_percent: list[float] = []
+        self._greenlet: gevent.Greenlet[Any, Any] | None = None
+        self.t_start_cpu = time.process_time()
+        self.t_start_wall = time.perf_counter()
+
+    def start(self) -> None:
+        self.t_start_cpu = time.process_time()
+        self.t_start_wall = time.perf_counter()
+        self._greenlet = gevent.spawn(self._run)
+
+    def stop(self) -> None:
+        if self._greenlet is not None:
+            self._greenlet.kill(block=False)
+
+    def _run(self) -> None:
+        period_ns = int(self.PERIOD_S * 1e9)
+        last_cpu, last_wall = time.process_time(), time.perf_counter()
+        while True:
+            t = time.perf_counter_ns()
+            gevent.sleep(self.PERIOD_S)
+            woke = time.perf_counter_ns()
+            self.lags_ms.append(max(0, woke - t - period_ns) / 1e6)
+            self.lag_at_ns.append(woke)
+            wall = time.perf_counter()
+            if wall - last_wall >= 1.0:
+                cpu = time.process_time()
+                self.cpu_percent.append(100.0 * (cpu - last_cpu) / (wall - last_wall))
+                last_cpu, last_wall = cpu, wall
+
+    def to_json(self) -> dict[str, Any]:
+        wall = time.perf_counter() - self.t_start_wall
+        cpu = time.process_time() - self.t_start_cpu
+        return {
+            "pid": os.getpid(),
+            "cpu_percent_mean": 100.0 * cpu / wall if wall > 0 else None,
+            "cpu_percent_samples": [round(x, 1) for x in self.cpu_percent],
+            "loop_lag_ms": [round(x, 3) for x in self.lags_ms],
+            "loop_lag_at_ns": list(self.lag_at_ns),
+        }
+
+
+# ---------------------------------------------------------------------------
+# Distribution: workers ship their new records with each stats report
+# ---------------------------------------------------------------------------
+def worker_payload(final: bool) -> dict[str, Any]:
+    records = state.collector.records
+    new = records[state.shipped:]
+    state.shipped = len(records)
+    return {
+        "worker_id": state.worker_id,
+        "records": [r.to_json() for r in new],
+        "sent_total": state.shipped,
+        "final": final,
+        "findings": dict(state.findings),
+        "health": state.health.to_json() if state.health is not None else None,
+    }
+
+
+def _on_report_to_master(client_id: str, data: dict[str, Any]) -> None:
+    data["chatprobe"] = worker_payload(final=False)
+
+
+class MasterInbox:
+    """What the master has received from each worker (records merged exactly)."""
+
+    def __init__(self) -> None:
+        self.records: dict[str, int] = {}  # worker -> records received
+        self.final: dict[str, dict[str, Any]] = {}  # worker -> its final payload
+        self.latest: dict[str, dict[str, Any]] = {}  # worker -> its latest payload
+
+    def take(self, payload: dict[str, Any]) -> None:
+        wid = payload["worker_id"]
+        state.collector.extend(RequestRecord.from_json(r) for r in payload["records"])
+        self.records[wid] = self.records.get(wid, 0) + len(payload["records"])
+        self.latest[wid] = payload
+        if payload["final"]:
+            self.final[wid] = payload
+
+
+inbox = MasterInbox()
+
+
+def _on_worker_report(client_id: str, data: dict[str, Any]) -> None:
+    payload = data.get("chatprobe")
+    if payload:
+        inbox.take(payload)
+
+
+def _on_test_start(environment: Environment, **_: Any) -> None:
+    state.load()
+    if not isinstance(environment.runner, MasterRunner):
+        state.builder  # noqa: B018  (profile, schemas, request bodies: built before the clock starts)
+    state.t0_ns = time.perf_counter_ns()
+    state.stopping = False
+    if state.health is None:
+        state.health = HealthMonitor()
+        state.health.start()
+
+
+def _on_test_stopping(environment: Environment, **_: Any) -> None:
+    state.stopping = True
+    state.inflight.kill(block=False)
+
+
+events.report_to_master.add_listener(_on_report_to_master)  # type: ignore[no-untyped-call]
+events.worker_report.add_listener(_on_worker_report)  # type: ignore[no-untyped-call]
+events.test_start.add_listener(_on_test_start)  # type: ignore[no-untyped-call]
+events.test_stopping.add_listener(_on_test_stopping)  # type: ignore[no-untyped-call]

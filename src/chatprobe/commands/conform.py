@@ -1,0 +1,159 @@
+"""Run the conformance suites against a target: findings.json, JUnit XML, an HTML summary.
+
+With no --target, chatprobe starts its reference server (the embedded default)
+and tests it. Exit 0 when every check passed (warnings, unsupported optional
+features and n/a checks allowed), 1 when a check failed, 2 when the run could
+not happen (bad arguments or profile, unreachable target).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import secrets
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from chatprobe.commands.probe import add_target_arguments, api_key_from, target_url
+from chatprobe.errors import UsageError
+from chatprobe.paths import data_dir
+from chatprobe.pytest_plugin import HYPOTHESIS_PROFILES, plugin_args
+
+DEFAULT_REPORT_DIR = "chatprobe-report"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_target_arguments(parser)
+    parser.add_argument("--report-dir", metavar="DIR", default=DEFAULT_REPORT_DIR, help=f"default: ./{DEFAULT_REPORT_DIR}")
+    parser.add_argument("--junit-xml", metavar="FILE", help="default: REPORT_DIR/junit.xml")
+    parser.add_argument(
+        "--hypothesis-profile", default="dev", help=f"property-check budget: {', '.join(HYPOTHESIS_PROFILES)} (default dev)"
+    )
+    parser.add_argument("--timeout", type=float, default=30.0, help="seconds without a byte before a stall is reported (default 30)")
+    parser.add_argument("-k", dest="select", metavar="EXPR", help="only the checks matching this pytest -k expression")
+    parser.add_argument("--quiet", action="store_true", help="no line per check while it runs")
+
+
+def pytest_args(args: argparse.Namespace, url: str, report_dir: Path, junit: Path) -> list[str]:
+    suites = data_dir("suites")
+    argv = [
+        str(suites),
+        "-c",
+        str(suites / "pytest.ini"),
+        "--rootdir",
+        str(suites),
+        "-p",
+        "no:terminal",
+        "-s",
+        f"--junitxml={junit}",
+        "-o",
+        "junit_family=xunit2",
+        "--hypothesis-profile",
+        args.hypothesis_profile,
+        "--chatprobe-target",
+        url,
+        "--chatprobe-report-dir",
+        str(report_dir),
+        "--chatprobe-timeout",
+        str(args.timeout),
+    ]
+    argv[1:1] = plugin_args()  # a source checkout has no entry point installed
+    if not args.quiet:
+        argv.append("--chatprobe-progress")
+    if not args.target:
+        argv.append("--chatprobe-embedded")
+    if args.select:
+        argv += ["-k", args.select]
+    for name in ("dialect", "profile", "model", "api_key_env"):
+        value = getattr(args, name, None)
+        if value:
+            argv += [f"--chatprobe-{name.replace('_', '-')}", str(value)]
+    return argv
+
+
+@contextlib.contextmanager
+def _embedded_key(args: argparse.Namespace, needs_key: bool) -> Iterator[str | None]:
+    """An API key for the embedded server when the profile requires auth and none was given
+    (passed to the suites through a private environment variable, never printed)."""
+    import os
+
+    if args.target or args.api_key_env or not needs_key:
+        yield None
+        return
+    var = "CHATPROBE_CONFORM_EMBEDDED_KEY"
+    key = secrets.token_urlsafe(16)
+    previous = os.environ.get(var)
+    os.environ[var] = key
+    args.api_key_env = var
+    try:
+        yield key
+    finally:
+        if previous is None:
+            os.environ.pop(var, None)
+        else:
+            os.environ[var] = previous
+
+
+def _reachable(url: str) -> None:
+    import httpx
+
+    try:
+        httpx.get(url + "/", timeout=10.0)
+    except httpx.HTTPError as exc:
+        raise UsageError(f"cannot reach {url}: {exc or type(exc).__name__}") from None
+
+
+def run(args: argparse.Namespace) -> int:
+    import json
+
+    import pytest
+
+    from chatprobe.reports.conform import FINDINGS_FILE, HTML_FILE, render_table
+    from chatprobe.specs import load_profile
+
+    if args.hypothesis_profile not in HYPOTHESIS_PROFILES:
+        raise UsageError(f"--hypothesis-profile must be one of {', '.join(HYPOTHESIS_PROFILES)}")
+    if args.timeout <= 0:
+        raise UsageError("--timeout must be positive")
+    profile = load_profile(args.profile or args.dialect)  # a bad profile: exit 2 before anything runs
+    api_key_from(args.api_key_env)
+    report_dir = Path(args.report_dir)
+    junit = Path(args.junit_xml) if args.junit_xml else report_dir / "junit.xml"
+    try:
+        report_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"cannot create the report directory {report_dir}: {exc.strerror or exc}") from None
+    findings_path = report_dir / FINDINGS_FILE
+    findings_path.unlink(missing_ok=True)  # a stale report must not pass for this run's
+    started = time.monotonic()
+    with _embedded_key(args, profile.auth.required) as key:
+        server_options: dict[str, Any] = {"api_key": key} if key else {}
+        with target_url(args.target, **server_options) as url:
+            if args.target:
+                _reachable(url)
+            print(f"chatprobe conform: {profile.dialect} at {url}{'' if args.target else ' (embedded reference server)'}", flush=True)
+            with _quiet_stderr():
+                code = pytest.main(pytest_args(args, url, report_dir, junit))
+    if code not in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED) or not findings_path.is_file():
+        raise UsageError(f"the suites could not run (pytest exit code {int(code)})")
+    document = json.loads(findings_path.read_text(encoding="utf-8"))
+    print(render_table(document))
+    print(f"report: {findings_path} ({HTML_FILE}, {junit.name}) in {time.monotonic() - started:.1f} s")
+    return int(document["exit_code"])
+
+
+@contextlib.contextmanager
+def _quiet_stderr() -> Iterator[None]:
+    """pytest without its terminal reporter still prints internal errors to stderr; keep
+    them for the one-line reason instead of a traceback."""
+    buffer = io.StringIO()
+    with contextlib.redirect_stderr(buffer):
+        yield
+    text = buffer.getvalue().strip()
+    if text:
+        last = text.splitlines()[-1]
+        print(f"chatprobe conform: {last}", file=sys.stderr)

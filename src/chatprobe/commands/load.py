@@ -1,0 +1,260 @@
+"""Load-test a chat server on Locust: exact TTFT / ITL / TPOT / E2E, goodput, SLO gate.
+
+With no --target, chatprobe starts its reference server (pinned to another CPU
+than the generator when the machine has two) and rehearses against it. Writes
+summary.json, records.jsonl and report.html into --report-dir. Exit 0 when
+every SLO holds, 1 when one is missed, 2 when the run could not happen,
+130 when interrupted (Ctrl-C still writes the report of what was measured).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+from types import FrameType
+from typing import Any
+from urllib.parse import urlsplit
+
+from chatprobe.commands.probe import add_target_arguments, api_key_from, target_url
+from chatprobe.errors import UsageError
+from chatprobe.loadplan import SETTINGS_ENV, LoadSettings, load_plan, with_plan
+from chatprobe.metrics import parse_slos
+from chatprobe.paths import data_dir
+from chatprobe.specs import load_profile
+
+_GRACE_S = 30.0  # beyond the planned duration, before the run is declared hung
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_target_arguments(parser)
+    load = parser.add_mutually_exclusive_group()
+    load.add_argument("--users", type=int, help="closed loop: concurrent users (default 8)")
+    load.add_argument("--rate", type=float, help="open loop: requests per second")
+    parser.add_argument("--arrivals", choices=("poisson", "constant"), default=None,
+                        help="open-loop arrivals (default poisson)")
+    parser.add_argument("--spawn-rate", type=float, help="users started per second (default: all at once)")
+    parser.add_argument("--duration", type=float, help="seconds (default 30; a plan's stages sum)")
+    parser.add_argument("--warmup", type=float, help="seconds excluded from the statistics (default 0)")
+    parser.add_argument("--prompt-tokens", type=int, help="synthetic prompt length in words (default 128)")
+    parser.add_argument("--dataset", metavar="FILE",
+                        help='JSONL prompts: {"messages": [...]} or {"prompt": "..."} per line')
+    parser.add_argument("--max-tokens", type=int, help="output cap per request (default 128)")
+    parser.add_argument("--ignore-eos", action="store_true", default=None,
+                        help="send vLLM's ignore_eos (output exactly --max-tokens; on for the reference server)")
+    parser.add_argument("--no-usage", action="store_true",
+                        help="do not send stream_options.include_usage (strict proxies reject it)")
+    parser.add_argument("--no-stream", action="store_true", help="non-stream requests (TTFT = E2E)")
+    parser.add_argument("--slo", action="append", default=[], metavar="NAME=VALUE",
+                        help="e.g. ttft_p95_ms=500, tpot_p99_ms=50, error_rate=0.01, goodput=2, "
+                             "ttft_ms=500 (per-request threshold for goodput); repeatable")
+    parser.add_argument("--processes", type=int, help="generator processes on this machine (default 1)")
+    parser.add_argument("--plan", metavar="FILE", help="YAML plan of stages (specs/plan.schema.json)")
+    parser.add_argument("--report-dir", metavar="DIR", default="chatprobe-load", help="default ./chatprobe-load")
+    parser.add_argument("--timeout", type=float, help="seconds per request (default 60)")
+    parser.add_argument("--read-timeout", type=float, help="seconds of silence counted as a stall (default 30)")
+    parser.add_argument("--max-in-flight", type=int, help="open-loop concurrency cap (default 1024)")
+    parser.add_argument("--client", choices=("gevent", "httpx"), default="gevent", help=argparse.SUPPRESS)
+    parser.add_argument("--check-schema", action="store_true",
+                        help="validate every chunk against the dialect's schema (costs generator CPU)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--server-ttft-ms", type=float, default=50.0,
+                        help="reference server (no --target): time to first token (default 50)")
+    parser.add_argument("--server-itl-ms", type=float, default=5.0,
+                        help="reference server (no --target): inter-token latency (default 5)")
+    parser.add_argument("--server-fault", action="append", default=[], metavar="NAME",
+                        help="reference server (no --target): a fault from its catalogue; repeatable")
+    parser.add_argument("--no-progress", action="store_true", help="no live progress line")
+
+
+def _settings(args: argparse.Namespace, target: str) -> LoadSettings:
+    """Defaults < plan < command line."""
+    values: dict[str, Any] = {"target": target}
+    stages: tuple[Any, ...] = ()
+    mode: Any = None
+    plan_slos: tuple[str, ...] = ()
+    if args.plan:
+        overrides, stages, mode, plan_slos = load_plan(args.plan)
+        values.update(overrides)
+        values["target"] = target
+    flags = {
+        "dialect": args.dialect, "model": args.model,
+        "users": args.users, "rate": args.rate, "spawn_rate": args.spawn_rate,
+        "duration_s": args.duration, "warmup_s": args.warmup, "prompt_tokens": args.prompt_tokens,
+        "dataset": args.dataset, "max_tokens": args.max_tokens, "ignore_eos": args.ignore_eos,
+        "processes": args.processes, "timeout_s": args.timeout, "read_timeout_s": args.read_timeout,
+        "max_in_flight": args.max_in_flight,
+    }
+    values.update({k: v for k, v in flags.items() if v is not None})
+    if args.profile:
+        values["profile"] = str(Path(args.profile).resolve())
+        values["dialect"] = load_profile(args.profile).dialect
+    if args.no_usage:
+        values["include_usage"] = False
+    if args.no_stream:
+        values["stream"] = False
+    values.setdefault("duration_s", 30.0)
+    if "users" not in values and values.get("rate") is None:
+        values["users"] = 8
+    if values.get("rate") is not None:
+        values["mode"] = args.arrivals or "poisson"
+    if values.get("dataset"):
+        values["dataset"] = str(Path(values["dataset"]).resolve())
+    slos = (*plan_slos, *args.slo)
+    parse_slos(slos)  # a bad SLO is a usage error before anything starts
+    s = LoadSettings(
+        api_key_env=args.api_key_env,
+        slos=tuple(slos),
+        client=args.client,
+        check_schema=args.check_schema,
+        seed=args.seed,
+        report_dir=str(Path(args.report_dir).resolve()),
+        progress=not args.no_progress,
+        **values,
+    )
+    if stages:
+        if args.users is not None or args.rate is not None or args.duration is not None:
+            raise UsageError("--plan sets the load: leave out --users, --rate and --duration")
+        s = with_plan(s, stages, args.arrivals or mode)
+    return s.validate()
+
+
+def _check_reachable(url: str) -> None:
+    parts = urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        with socket.create_connection((parts.hostname or "127.0.0.1", port), timeout=5):
+            pass
+    except OSError as exc:
+        raise UsageError(f"cannot reach {url}: {exc.strerror or exc}") from None
+
+
+def _cpu_split(own_server: bool) -> tuple[int | None, set[int] | None]:
+    """(server CPU, generator CPUs): apart when we start the server and have 2+ CPUs."""
+    if not own_server or not hasattr(os, "sched_getaffinity"):
+        return None, None
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        return None, None
+    return cpus[-1], set(cpus[:-1])
+
+
+def run(args: argparse.Namespace) -> int:
+    api_key_from(args.api_key_env)  # fail early (exit 2) when the variable is missing
+    # Validate everything we can before starting a server.
+    _settings(args, args.target or "http://127.0.0.1:1")
+    server_cpu, generator_cpus = _cpu_split(args.target is None)
+    server_options: dict[str, Any] = {
+        "ttft_ms": args.server_ttft_ms, "itl_ms": args.server_itl_ms, "faults": args.server_fault,
+    }
+    if server_cpu is not None:
+        server_options["cpu"] = server_cpu
+    if args.target:
+        server_options = {}
+    with target_url(args.target, **server_options) as url:
+        settings = _settings(args, url)
+        if args.target is None and args.ignore_eos is None:
+            settings = replace(settings, ignore_eos=True)  # fixed output length in rehearsals
+        _check_reachable(url)
+        code = _run_generator(settings, generator_cpus)
+    return _finish(settings, code)
+
+
+def _run_generator(s: LoadSettings, cpus: set[int] | None) -> int:
+    out = Path(s.report_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(FileNotFoundError):
+        (out / "summary.json").unlink()
+    settings_file = out / "settings.json"
+    settings_file.write_text(json.dumps(s.to_json(), indent=2), encoding="utf-8")
+    env = dict(os.environ)
+    source_root = str(Path(__file__).resolve().parents[2])  # chatprobe importable in the child
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (source_root, env.get("PYTHONPATH")) if p)
+    env[SETTINGS_ENV] = f"@{settings_file}"
+    script = data_dir("loadtests") / "run.py"
+
+    def pin() -> None:
+        if cpus:
+            os.sched_setaffinity(0, cpus)
+
+    # A session of its own: Ctrl-C reaches only us, and we forward it once,
+    # so the generator stops cleanly and writes what it measured.
+    child = subprocess.Popen([sys.executable, str(script)], env=env, start_new_session=True,
+                             preexec_fn=pin if cpus else None)
+    interrupted = [False]
+
+    def forward(signum: int, frame: FrameType | None) -> None:
+        interrupted[0] = True
+        with contextlib.suppress(ProcessLookupError):
+            child.send_signal(signal.SIGINT)
+
+    previous = signal.signal(signal.SIGINT, forward)
+    previous_term = signal.signal(signal.SIGTERM, forward)
+    deadline = time.monotonic() + s.duration_s + _GRACE_S + 10.0 * s.processes
+    try:
+        while True:
+            try:
+                return child.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                if time.monotonic() >= deadline:
+                    child.kill()
+                    child.wait()
+                    raise UsageError("the load generator hung past its duration; killed") from None
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        signal.signal(signal.SIGTERM, previous_term)
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+
+
+def _finish(s: LoadSettings, code: int) -> int:
+    out = Path(s.report_dir)
+    summary_path = out / "summary.json"
+    if not summary_path.is_file():
+        raise UsageError(f"the load generator failed (exit {code}) and wrote no summary")
+    doc = json.loads(summary_path.read_text(encoding="utf-8"))
+    from chatprobe.reports.load import write_report
+
+    html_path = write_report(doc, out / "report.html")
+    _print_summary(doc, out, html_path)
+    if doc["run"]["interrupted"]:
+        return 130
+    return 0 if doc["summary"]["slo"]["passed"] else 1
+
+
+def _fmt(x: float | None, unit: str = "ms") -> str:
+    return "-" if x is None else f"{x:,.1f} {unit}".rstrip()
+
+
+def _print_summary(doc: dict[str, Any], out: Path, html_path: Path) -> None:
+    s = doc["summary"]
+    lat = s["latency_ms"]
+    req = s["requests"]
+    w = sys.stdout.write
+    if doc["run"]["interrupted"]:
+        w("interrupted: the report covers what was measured until then\n")
+    w(f"requests {req['total']} (ok {req['ok']}, failed {req['failed']}"
+      f"{': ' + ', '.join(f'{k} {v}' for k, v in req['failed_by_reason'].items()) if req['failed'] else ''})"
+      f" in {s['window']['duration_s']:.1f} s\n")
+    tp = s["throughput"]
+    w(f"throughput {_fmt(tp['requests_per_s'], 'req/s')}, {_fmt(tp['output_tokens_per_s'], 'tok/s')}"
+      f" (tokens from {', '.join(f'{k} {v}' for k, v in tp['output_tokens_sources'].items()) or '-'})\n")
+    for name in ("ttft_ms", "tpot_ms", "itl_ms", "e2e_ms"):
+        st = lat[name]
+        w(f"{name[:-3].upper():5} p50 {_fmt(st['p50'])}  p95 {_fmt(st['p95'])}  p99 {_fmt(st['p99'])}\n")
+    for gate in s["slo"]["gates"]:
+        mark = "ok  " if gate["passed"] else "MISS"
+        w(f"SLO {mark} {gate['name']} {gate['comparison']} {gate['limit']:g}: measured {gate['measured']}\n")
+    health = doc["health"]
+    if not health["trustworthy"]:
+        w("NOT TRUSTWORTHY: the generator was saturated: " + "; ".join(health["untrustworthy_reasons"]) + "\n")
+    w(f"report: {html_path}  (summary.json, records.jsonl in {out})\n")

@@ -1,0 +1,320 @@
+"""chatprobe's pytest plugin (entry point ``pytest11``): test a chat-completion server from pytest.
+
+Options live in one group, each mirrored by an ini key and an environment
+variable; precedence is command line > environment > ini > default:
+
+    --chatprobe-target URL       chatprobe_target       CHATPROBE_TARGET       (default: start the reference server)
+    --chatprobe-dialect D        chatprobe_dialect      CHATPROBE_DIALECT      (openai)
+    --chatprobe-profile FILE     chatprobe_profile      CHATPROBE_PROFILE
+    --chatprobe-model M          chatprobe_model        CHATPROBE_MODEL
+    --chatprobe-api-key-env VAR  chatprobe_api_key_env  CHATPROBE_API_KEY_ENV
+    --chatprobe-report-dir DIR   chatprobe_report_dir   CHATPROBE_REPORT_DIR   (findings.json + HTML there)
+    --chatprobe-timeout S        chatprobe_timeout      CHATPROBE_TIMEOUT      (30: seconds without a byte)
+
+Fixtures: ``chatprobe_settings``, ``chatprobe_target`` (session: the server
+under test, see :class:`chatprobe.conformance.Target`), ``chatprobe_check``
+(one named check: ``send`` / ``add`` / ``conclude``; a failing verdict fails
+the test with the findings and a curl reproducer), ``chatprobe_strategies``
+(the hypothesis strategies module) and ``chatprobe_hypothesis_settings``.
+
+The plugin is loaded in every pytest run where chatprobe is installed, so it
+is inert unless a test asks for one of its fixtures: no import of httpx or the
+server, no file, no network, no hypothesis state changed.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Generator, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from pluggy import Result
+
+if TYPE_CHECKING:
+    from hypothesis import settings as HypothesisSettings
+
+    from chatprobe.conformance import CheckRecord, ConformSettings, Target
+
+# name -> (help, default); the option is --chatprobe-<name with - for _>
+OPTIONS: dict[str, tuple[str, str | None]] = {
+    "target": ("base URL of the server under test (default: start the reference server)", None),
+    "dialect": ("dialect name (openai, elastic-chat, elastic-completion, adaptive, atoma)", "openai"),
+    "profile": ("profile YAML of another vendor (overrides the dialect)", None),
+    "model": ("model id to request", None),
+    "api_key_env": ("environment variable holding the API key (the key is never written)", None),
+    "report_dir": ("directory for findings.json, findings.html and the hypothesis database", None),
+    "timeout": ("seconds without a byte before a stall is reported (http.timeout)", "30"),
+}
+HYPOTHESIS_PROFILES = {"dev": 10, "ci": 25, "thorough": 200}  # max_examples per property check
+
+_results_key = pytest.StashKey[list[dict[str, Any]]]()
+_record_key = pytest.StashKey["CheckRecord"]()
+_meta_key = pytest.StashKey[dict[str, Any]]()
+
+
+def plugin_args() -> list[str]:
+    """``-p chatprobe.pytest_plugin`` for a pytest run, unless the installed entry point loads
+    it already (loading it twice is an error)."""
+    import importlib.metadata
+
+    installed = any(ep.value == __name__ for ep in importlib.metadata.entry_points(group="pytest11"))
+    return [] if installed else ["-p", __name__]
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("chatprobe", "chatprobe: conformance of a chat-completion server")
+    for name, (help_text, default) in OPTIONS.items():
+        flag = "--chatprobe-" + name.replace("_", "-")
+        env = "CHATPROBE_" + name.upper()
+        group.addoption(flag, dest=f"chatprobe_{name}", default=None, help=f"{help_text} [env {env}, ini chatprobe_{name}]")
+        parser.addini(f"chatprobe_{name}", help_text, default=default or "")
+    group.addoption(
+        "--chatprobe-embedded", action="store_true", default=False, help="the target is a reference server chatprobe started (for the report)"
+    )
+    group.addoption("--chatprobe-progress", action="store_true", default=False, help="print one line per check as it ends")
+
+
+def setting(config: pytest.Config, name: str) -> str | None:
+    """One option's value: command line > environment > ini > default."""
+    value: str | None = config.getoption(f"chatprobe_{name}")
+    if value is None or value == "":
+        value = os.environ.get("CHATPROBE_" + name.upper()) or None
+    if value is None:
+        value = str(config.getini(f"chatprobe_{name}")) or None
+    if value is None:
+        value = OPTIONS[name][1]
+    return value
+
+
+def settings_from(config: pytest.Config) -> ConformSettings:
+    from chatprobe.commands.probe import api_key_from
+    from chatprobe.conformance import ConformSettings
+    from chatprobe.errors import UsageError
+
+    timeout = setting(config, "timeout") or "30"
+    try:
+        timeout_s = float(timeout)
+    except ValueError:
+        raise UsageError(f"chatprobe timeout must be a number of seconds, got {timeout!r}") from None
+    report_dir = setting(config, "report_dir")
+    key_env = setting(config, "api_key_env")
+    return ConformSettings(
+        target=setting(config, "target"),
+        dialect=setting(config, "dialect") or "openai",
+        profile=setting(config, "profile"),
+        model=setting(config, "model"),
+        api_key=api_key_from(key_env),
+        api_key_env=key_env,
+        report_dir=Path(report_dir) if report_dir else None,
+        timeout_s=timeout_s,
+        total_timeout_s=max(60.0, 2 * timeout_s),
+    )
+
+
+# --------------------------------------------------------------------------- hypothesis
+
+
+def register_hypothesis_profiles() -> None:
+    """dev / ci / thorough (unless the user registered profiles of those names).
+    dev and ci are derandomized: a CI gate must give the same verdict twice."""
+    from hypothesis import HealthCheck, settings
+    from hypothesis.errors import InvalidArgument
+
+    for name, examples in HYPOTHESIS_PROFILES.items():
+        try:
+            existing = settings.get_profile(name)
+        except InvalidArgument:
+            existing = None
+        # hypothesis ships a "ci" profile of its own (100 examples, derandomized): ours replaces
+        # that one, never a profile the user registered under one of these names.
+        builtin_ci = name == "ci" and existing is not None and existing.max_examples == 100 and existing.derandomize
+        if existing is None or builtin_ci:
+            settings.register_profile(
+                name,
+                max_examples=examples,
+                deadline=None,
+                derandomize=name != "thorough",
+                suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+                database=None,
+            )
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config: pytest.Config) -> None:
+    # Only when a profile of ours is asked for: hypothesis' own plugin loads it
+    # right after this hook, so it must exist by then.
+    wanted = config.getoption("hypothesis_profile", default=None)
+    if wanted in HYPOTHESIS_PROFILES:
+        register_hypothesis_profiles()
+
+
+# --------------------------------------------------------------------------- fixtures
+
+
+@pytest.fixture(scope="session")
+def chatprobe_settings(pytestconfig: pytest.Config) -> ConformSettings:
+    from chatprobe.errors import ChatprobeError
+
+    try:
+        return settings_from(pytestconfig)
+    except ChatprobeError as exc:
+        pytest.exit(f"chatprobe: {exc}", returncode=pytest.ExitCode.USAGE_ERROR)
+
+
+@pytest.fixture(scope="session")
+def chatprobe_target(pytestconfig: pytest.Config, chatprobe_settings: ConformSettings) -> Iterator[Target]:
+    """The server under test (with no target configured: the reference server, started here)."""
+    import contextlib
+    import secrets
+
+    from chatprobe.commands.probe import target_url
+    from chatprobe.conformance import Target
+    from chatprobe.errors import ChatprobeError
+
+    settings = chatprobe_settings
+    server_options: dict[str, Any] = {}
+    try:
+        profile = settings.load_profile()
+        if settings.target is None and profile.auth.required and settings.api_key is None:
+            # The embedded server enforces a key only when given one: make one up for the run.
+            from dataclasses import replace
+
+            settings = replace(settings, api_key=secrets.token_urlsafe(16))
+        if settings.target is None and settings.api_key is not None:
+            server_options["api_key"] = settings.api_key
+        with contextlib.ExitStack() as stack:
+            url = stack.enter_context(target_url(settings.target, **server_options))
+            embedded = settings.target is None or bool(pytestconfig.getoption("chatprobe_embedded"))
+            target = Target(url, settings, embedded=embedded)
+            stack.callback(target.close)
+            pytestconfig.stash[_meta_key] = {
+                "target": target.url,
+                "embedded": target.embedded,
+                "dialect": target.profile.dialect,
+                "profile": str(target.profile.origin),
+                "model": target.model,
+            }
+            yield target
+    except ChatprobeError as exc:
+        pytest.exit(f"chatprobe: {exc}", returncode=pytest.ExitCode.USAGE_ERROR)
+
+
+@pytest.fixture
+def chatprobe_check(request: pytest.FixtureRequest, chatprobe_target: Target) -> CheckRecord:
+    """One named check of the target; its findings decide the test's verdict."""
+    from chatprobe.conformance import CheckRecord
+
+    record = CheckRecord(chatprobe_target, name=request.node.name)
+    request.node.stash[_record_key] = record
+    return record
+
+
+@pytest.fixture(scope="session")
+def chatprobe_strategies() -> Any:
+    """The hypothesis strategies (``valid_requests``, ``invalid_requests``, ...)."""
+    from chatprobe import strategies
+
+    return strategies
+
+
+@pytest.fixture(scope="session")
+def chatprobe_hypothesis_settings(chatprobe_settings: ConformSettings) -> HypothesisSettings:
+    """The loaded hypothesis profile, with its example database under the report dir (not the cwd)."""
+    from hypothesis import HealthCheck, settings
+    from hypothesis.database import DirectoryBasedExampleDatabase
+
+    database = None
+    if chatprobe_settings.report_dir is not None:
+        database = DirectoryBasedExampleDatabase(str(chatprobe_settings.report_dir / "hypothesis"))
+    current = settings.default or settings()
+    suppressed = {*current.suppress_health_check, HealthCheck.function_scoped_fixture, HealthCheck.too_slow}
+    return settings(current, database=database, deadline=None, suppress_health_check=list(suppressed))
+
+
+# --------------------------------------------------------------------------- verdicts
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> Generator[None, Result[object], None]:
+    """Turn the check's verdict exceptions into test outcomes, and conclude the record."""
+    outcome = yield
+    record = pyfuncitem.stash.get(_record_key, None)
+    if record is None:
+        return
+    from chatprobe.conformance import NotApplicable, Unsupported, Verdict
+
+    exc = outcome.exception
+    if isinstance(exc, Unsupported):
+        record.verdict, record.reason = Verdict.UNSUPPORTED, str(exc)
+        outcome.force_exception(pytest.skip.Exception(f"unsupported: {exc}", _use_item_location=True))
+    elif isinstance(exc, NotApplicable):
+        record.verdict, record.reason = Verdict.NOT_APPLICABLE, str(exc)
+        outcome.force_exception(pytest.skip.Exception(f"n/a: {exc}", _use_item_location=True))
+    elif exc is None and record.conclude() == Verdict.FAIL:
+        outcome.force_exception(pytest.fail.Exception(record.failure_text(), pytrace=False))
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, Result[pytest.TestReport], None]:
+    outcome = yield
+    record = item.stash.get(_record_key, None)
+    report = outcome.get_result()
+    if record is None or (report.when != "call" and not (report.when == "setup" and report.skipped)):
+        return
+    from chatprobe.conformance import Verdict
+
+    if report.skipped and record.verdict not in (Verdict.UNSUPPORTED, Verdict.NOT_APPLICABLE):
+        record.verdict = Verdict.NOT_APPLICABLE
+        record.reason = str(report.longrepr[-1]) if isinstance(report.longrepr, tuple) else ""
+    elif report.failed and record.verdict != Verdict.FAIL:
+        # An exception the check did not expect (a bug in a suite or a crash): a failure.
+        record.verdict = Verdict.FAIL
+        record.reason = str(call.excinfo.value)[:500] if call.excinfo else "failed"
+    elif report.failed:
+        record.reason = record.failure_text()[:2000]
+    item.user_properties.append(("chatprobe_verdict", str(record.verdict)))
+    area = Path(str(item.path)).stem.removeprefix("test_")
+    results = item.config.stash.setdefault(_results_key, [])
+    results.append(record.to_json(item.nodeid, area, time.perf_counter() - record.started))
+    if item.config.getoption("chatprobe_progress"):
+        print(f"  {record.verdict!s:<11} {area}::{item.name}", flush=True)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    config = session.config
+    results = config.stash.get(_results_key, None)
+    if not results:
+        return
+    report_dir = setting(config, "report_dir")
+    if not report_dir:
+        return
+    from chatprobe.conformance import findings_document
+    from chatprobe.reports.conform import write_reports
+
+    meta = config.stash.get(_meta_key, {})
+    started = getattr(config, "_chatprobe_started", time.time())
+    document = findings_document(
+        results,
+        target=meta.get("target", ""),
+        dialect=meta.get("dialect", ""),
+        profile=meta.get("profile", ""),
+        model=meta.get("model"),
+        embedded=bool(meta.get("embedded")),
+        started_unix=started,
+        duration_s=time.time() - started,
+        hypothesis_profile=config.getoption("hypothesis_profile", default=None),
+    )
+    try:
+        write_reports(document, Path(report_dir))
+    except OSError as exc:
+        print(f"chatprobe: cannot write the report to {report_dir}: {exc}", file=sys.stderr)
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    session.config._chatprobe_started = time.time()  # type: ignore[attr-defined]

@@ -1,0 +1,1 @@
+"""Renderings of a run's machine-readable JSON (findings.json first; HTML and text from it)."""

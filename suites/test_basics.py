@@ -1,0 +1,50 @@
+"""Basics: a plain non-stream answer, a plain stream, the models list."""
+
+from __future__ import annotations
+
+from chatprobe.checks import choices_of
+from chatprobe.conformance import CheckRecord, Target
+from chatprobe.dialects import RequestSpec
+from chatprobe.findings import error
+
+
+def test_non_stream_response(chatprobe_target: Target, chatprobe_check: CheckRecord) -> None:
+    chatprobe_target.require("non_stream")
+    spec = chatprobe_target.chat("Say hello in five words.", stream=False, max_tokens=32)
+    _, outcome = chatprobe_check.send(spec, feature="non_stream")
+    if outcome.ok and not any(c.text for c in choices_of(outcome)):
+        chatprobe_check.add([error("response.schema", "the response carries no choice with text")])
+
+
+def test_stream_response(chatprobe_target: Target, chatprobe_check: CheckRecord) -> None:
+    spec = chatprobe_target.chat("Say hello in five words.", max_tokens=32)
+    _, outcome = chatprobe_check.send(spec)
+    if outcome.ok and outcome.stream is not None and not outcome.stream.token_arrivals_ns:
+        chatprobe_check.add([error("stream.empty", "the stream carried no token")])
+
+
+def test_models_list(chatprobe_target: Target, chatprobe_check: CheckRecord) -> None:
+    """GET <api>/models (OpenAI-style paths only): a list of models with ids; 404 = unsupported."""
+    from chatprobe.conformance import NotApplicable, Unsupported
+
+    profile = chatprobe_target.profile
+    if not profile.path.endswith("/chat/completions"):
+        raise NotApplicable(f"{profile.dialect} has no models endpoint")
+    path = profile.path.removesuffix("chat/completions") + "models"
+    spec = RequestSpec(profile.dialect, "GET", path, {}, stream=False)
+    ex = chatprobe_check.exchange(spec, content=b"")
+    if ex.status in (404, 405):
+        raise Unsupported(f"GET {path}: HTTP {ex.status}")
+    if ex.status != 200:
+        chatprobe_check.add([error("http.status", f"GET {path}: HTTP {ex.status}")], ex)
+        return
+    try:
+        body = ex.json_body()
+    except ValueError:
+        chatprobe_check.add([error("response.not_json", f"GET {path}: the body is not JSON")], ex)
+        return
+    data = body.get("data") if isinstance(body, dict) else None
+    if not isinstance(data, list) or not all(isinstance(m, dict) and isinstance(m.get("id"), str) for m in data):
+        chatprobe_check.add(
+            [error("response.schema", f"GET {path}: expected {{'data': [{{'id': ...}}, ...]}}", pointer="/data")], ex
+        )

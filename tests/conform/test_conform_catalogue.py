@@ -1,0 +1,54 @@
+"""`chatprobe conform` against the reference server with each fault of its catalogue: exit 1 and
+a failing check names the fault's rule; with each legal variant: no failure (warnings where the
+variant is a hazard). Parametrised over the whole catalogue: a new fault is covered or fails here."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from chatprobe.server.faults import CATALOGUE, Fault
+from chatprobe.server.runner import running_server
+from tests.conform.conform_run import assert_clean, conform, failed, preferred_dialect
+
+SECRET = "sk-chatprobe-catalogue-secret-0123456789"
+# One fault per rule layer runs by default; the rest are marked slow (tox -e slow).
+REPRESENTATIVE = frozenset({
+    "no-done", "truncated-event", "huge-frame", "stall", "reset-mid-stream", "wrong-content-type",
+    "usage-merged", "tool-index-reused", "tool-choice-ignored", "error-envelope-detail", "error-200",
+    "out-of-range-500", "n-ignored", "stop-included", "max-tokens-ignored", "response-schema",
+    "logprobs-missing", "response-format-ignored", "auth-not-enforced", "elastic-wrong-event-name",
+    "crlf", "elastic-bom-every-event",
+})  # fmt: skip
+
+
+def _param(fault: Fault) -> object:
+    marks = () if fault.name in REPRESENTATIVE else (pytest.mark.slow,)
+    return pytest.param(fault, id=f"{fault.name}-{preferred_dialect(fault)}", marks=marks)
+
+
+@pytest.mark.parametrize("fault", [_param(f) for f in CATALOGUE])
+def test_conform_on_catalogue(fault: Fault, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    dialect = preferred_dialect(fault)
+    argv = ["--dialect", dialect]
+    server_options: dict[str, object] = {}
+    if "api_key" in fault.needs:
+        monkeypatch.setenv("CHATPROBE_CATALOGUE_KEY", SECRET)
+        server_options["api_key"] = SECRET
+        argv += ["--api-key-env", "CHATPROBE_CATALOGUE_KEY"]
+    with running_server(faults=[fault.name], **server_options) as url:
+        code, document = conform(tmp_path, "--target", url, *argv)
+    if fault.kind == "variant":
+        assert_clean(code, document)
+        warned = {f["rule"] for c in document["checks"] for f in c["findings"] if f["severity"] == "warning"}
+        if fault.rule is not None:
+            assert fault.rule in warned
+            assert document["summary"]["warn"] > 0
+    else:
+        assert code == 1, document["summary"]
+        failing_rules = set().union(*failed(document).values())
+        assert fault.rule in failing_rules, failed(document)
+    if server_options:
+        for name in ("findings.json", "findings.html", "junit.xml"):
+            assert SECRET not in (tmp_path / "report" / name).read_text(), name

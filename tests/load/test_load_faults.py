@@ -1,0 +1,82 @@
+"""A misbehaving target is counted as failures with reasons; the run never hangs."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from chatprobe.server.runner import spawn_server
+
+from .conftest import QUICK, read_summary, run_load
+
+
+@pytest.mark.parametrize(("fault", "reason"), [("reset-mid-stream", "reset"), ("stall", "timeout"),
+                                               ("truncated-event", "sse.unterminated_event"), ("no-done", "stream.terminator_missing")])
+def test_fault_counted_as_failure(fault: str, reason: str, tmp_path: Path) -> None:
+    with spawn_server(faults=[fault]) as url:
+        started = time.monotonic()
+        proc = run_load(["--target", url, "--users", "2", "--duration", "1.5",
+                         "--timeout", "0.6", "--read-timeout", "0.4", *QUICK], tmp_path, timeout=30)
+        took = time.monotonic() - started
+    assert proc.returncode == 0, proc.stderr
+    req = read_summary(tmp_path)["summary"]["requests"]
+    assert req["total"] > 0 and req["ok"] == 0, req
+    assert set(req["failed_by_reason"]) == {reason}, req
+    assert took < 15  # duration + start-up: the stalls did not hold the run
+
+
+def _stub(behaviour: bytes | None) -> Iterator[str]:
+    """A loopback TCP server answering every request with ``behaviour`` (None: close at once)."""
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(64)
+    srv.settimeout(0.2)
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = srv.accept()
+            except TimeoutError:
+                continue
+            with conn:
+                conn.settimeout(2)
+                try:
+                    conn.recv(65536)
+                    if behaviour is not None:
+                        conn.sendall(behaviour)
+                except OSError:
+                    pass
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    try:
+        yield f"http://127.0.0.1:{srv.getsockname()[1]}"
+    finally:
+        stop.set()
+        t.join(5)
+        srv.close()
+
+
+ERROR_500 = (b"HTTP/1.1 500 Internal Server Error\r\nContent-Type: application/json\r\n"
+             b"Content-Length: 17\r\nConnection: close\r\n\r\n{\"error\": \"boom\"}")
+
+
+@pytest.mark.parametrize(("behaviour", "reason"), [
+    (ERROR_500, "http 500"),
+    (b"garbage, not HTTP at all\r\n\r\n", "http.parse"),
+    (None, "reset"),
+])
+def test_stub_target_failures(behaviour: bytes | None, reason: str, tmp_path: Path) -> None:
+    for url in _stub(behaviour):
+        proc = run_load(["--target", url, "--users", "2", "--duration", "1", "--timeout", "1", *QUICK],
+                        tmp_path, timeout=30)
+        assert proc.returncode == 0, proc.stderr
+        req = read_summary(tmp_path)["summary"]["requests"]
+        assert req["total"] > 0 and req["ok"] == 0
+        assert set(req["failed_by_reason"]) == {reason}, req

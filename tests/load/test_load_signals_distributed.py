@@ -1,0 +1,58 @@
+"""Ctrl-C still writes the report; master + 2 workers merge their records exactly."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from chatprobe.metrics import RequestRecord, summarize
+
+from .conftest import load_env, read_summary, run_load
+
+
+def test_sigint_writes_report_of_what_was_measured(paced_server: str, tmp_path: Path) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "chatprobe", "load", "--target", paced_server, "--users", "2",
+         "--duration", "60", "--max-tokens", "8", "--report-dir", str(tmp_path)],
+        env=load_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        assert proc.stderr is not None
+        for line in proc.stderr:  # progress lines: wait until requests have completed
+            if "requests" in line and "requests 0 " not in line:
+                break
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, err
+    doc = read_summary(tmp_path)
+    assert doc["run"]["interrupted"] is True
+    assert doc["summary"]["requests"]["total"] > 0
+    assert doc["run"]["measured_s"] < 30
+    assert (tmp_path / "report.html").is_file()
+    assert "interrupted" in out
+
+
+def test_master_and_two_workers_merge_exactly(paced_server: str, tmp_path: Path) -> None:
+    proc = run_load(["--target", paced_server, "--users", "4", "--processes", "2", "--duration", "2",
+                     "--max-tokens", "8", "--no-progress"], tmp_path, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    doc = read_summary(tmp_path)
+    with open(tmp_path / "records.jsonl", encoding="utf-8") as f:
+        records = [RequestRecord.from_json(json.loads(line)) for line in f]
+    assert len({r.worker_id for r in records}) == 2  # both workers' records reached the master
+    assert len({r.request_id for r in records}) == len(records)
+    roles = sorted(p["role"] for p in doc["health"]["processes"])
+    assert roles == ["master", "worker", "worker"]
+    w = doc["summary"]["window"]
+    union = summarize(records, (w["start_ns"], w["end_ns"])).to_json()
+    got = doc["summary"]
+    assert got["requests"] == union["requests"] and got["requests"]["total"] > 0
+    for metric in ("ttft_ms", "itl_ms", "tpot_ms", "e2e_ms"):
+        assert got["latency_ms"][metric] == union["latency_ms"][metric]
