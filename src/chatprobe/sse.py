@@ -35,23 +35,28 @@ same bytes gives the same events and findings):
   more than 18 significant digits is clamped to ``2**63 - 1`` ms.
 
 Speed: the decoder works on whole runs of complete lines, never byte by byte.
-A run made only of ``data: <value>\n\n`` blocks (the usual chat stream) is
-recognised with a few C scans, decoded at once and split into the values. Other
-runs are cut into blocks and lines with ``bytes.split``/``splitlines`` (which,
-unlike ``str.splitlines``, split only on CR, LF and CRLF), decode only the
-values they keep, and look for stray BOMs / invalid UTF-8 only in non-ASCII
-lines.
+``feed()`` has a hot path, all in one frame: when the bytes up to the last blank
+line are ``data: <value>\n\n`` blocks (the usual chat stream), one
+``bytes.split`` yields the values, memchr scans rule out CR, LF and BOMs in
+them, and a plain loop decodes each value and builds its event with
+``tuple.__new__``. Otherwise a run whose blank lines are ``\n\n`` or
+``\r\n\r\n`` is cut where a block of one of :data:`_SHAPES` starts
+(``data: <value>``, Elastic's ``event: message`` + ``data:``, with or without a
+BOM before it): the run is split at that shape's joint, and every piece that is
+a clean value becomes an event the same way. Every other block, and runs with
+other line ends, go line by line through the general interpreter, which decodes
+only the values it keeps and looks for stray BOMs / invalid UTF-8 only in
+non-ASCII lines. Any split of the input gives the same events and findings.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from contextlib import suppress
-from dataclasses import dataclass
-from itertools import repeat
-from typing import Any
+from collections.abc import Callable, Iterable
+from itertools import accumulate, repeat
+from operator import add, or_
+from typing import Any, NamedTuple
 
-from chatprobe.findings import Finding, error, warning
+from chatprobe.findings import Finding, Severity, error, warning
 
 __all__ = ["DEFAULT_MAX_BUFFER", "MAX_FINDINGS_PER_RULE", "Event", "SSEDecoder"]
 
@@ -60,11 +65,17 @@ MAX_FINDINGS_PER_RULE = 100
 
 _BOM = b"\xef\xbb\xbf"
 _RETRY_MAX = 2**63 - 1
-_ONES = repeat(1)  # line-end lengths of an LF-only run (never exhausted, so shareable)
+_BOM_MESSAGE = (
+    "U+FEFF after the start of the stream: the standard skips only a "
+    "leading one, so the line it starts is misread"
+)
 
 
-@dataclass(frozen=True, slots=True)
-class Event:
+class Event(NamedTuple):
+    """One dispatched event. Immutable and hashable; a named tuple because it is
+    built hundreds of thousands of times a second, and ``tuple.__new__(Event,
+    fields)`` builds one about 3x faster than a frozen dataclass's ``__init__``."""
+
     type: str  # event type; "message" when no event: field
     data: str  # data buffer with the one trailing LF removed
     id: str  # the last-event-id in force at dispatch ("" if none)
@@ -74,36 +85,45 @@ class Event:
     retry: int | None = None  # reconnection time if a valid retry: was in this block
 
 
-class _EventBuilder:
-    """A mutable twin of :class:`Event` with the same slots.
+# tuple.__new__(Event, seven_items) builds an Event without running Event.__new__
+# or Event._make, which are Python functions.
+_tuple_new = tuple.__new__
 
-    A frozen dataclass's ``__init__`` sets each field through
-    ``object.__setattr__``, which makes it ~3x slower to build than a plain slots
-    object; at hundreds of thousands of events per second that dominated the
-    decoder. The decoder builds this twin and then switches its ``__class__`` to
-    :class:`Event` (allowed because the slot layouts are identical), so callers
-    get a genuine frozen ``Event``.
-    """
 
-    __slots__ = Event.__slots__
+class _Shape(NamedTuple):
+    """A block shape whose whole meaning is "one event of type message whose data
+    is the rest of the block", when the rest holds no CR, LF or BOM."""
 
-    def __init__(
-        self,
-        type: str,
-        data: str,
-        id: str,
-        offset: int,
-        end: int,
-        arrival_ns: int | None,
-        retry: int | None,
-    ) -> None:
-        self.type = type
-        self.data = data
-        self.id = id
-        self.offset = offset
-        self.end = end
-        self.arrival_ns = arrival_ns
-        self.retry = retry
+    prefix: bytes  # the block's first bytes, up to the data value
+    sep: bytes  # the line end that closes the data line + the blank line
+    joint: bytes  # sep + prefix: what lies between two values of a run
+    boms: int  # BOMs per block (each is a sse.bom_not_at_start finding)
+    end_back: int  # next block's offset - Event.end: a CRLF's LF is not counted
+
+
+def _shape(prefix: bytes, eol: bytes) -> _Shape:
+    sep = eol + eol
+    return _Shape(prefix, sep, sep + prefix, prefix.count(_BOM), len(eol) - 1)
+
+
+def _first_true(flags: list[bool], start: int) -> int:
+    """Index of the first True in ``flags[start:]``, or ``len(flags)``."""
+    try:
+        return flags.index(True, start)
+    except ValueError:
+        return len(flags)
+
+
+# Per line end, the block shapes that take the bulk path. With a BOM the
+# "event: message" line is an unknown field ("\ufeffevent"): still type message.
+_SHAPES = {
+    eol: (
+        _shape(b"data: ", eol),
+        _shape(_BOM + b"event: message" + eol + b"data: ", eol),
+        _shape(b"event: message" + eol + b"data: ", eol),
+    )
+    for eol in (b"\n", b"\r\n")
+}
 
 
 class SSEDecoder:
@@ -140,6 +160,55 @@ class SSEDecoder:
         if self._closed:
             raise RuntimeError("SSEDecoder.feed() called after close()")
         self.bytes_fed += len(data)
+        partial = self._partial
+        if not (self._skip_lf or self._bom_pending or self.stopped) and self._ev_offset < 0:
+            # The hot path, all in this one frame: the bytes up to the last blank
+            # line are "data: <value>\n\n" blocks, each value free of CR, LF and
+            # (cheaply: no 0xEF byte) BOM, and valid UTF-8. Anything else, and the
+            # bytes after that blank line, take the general path below.
+            cut = data.rfind(b"\n\n") + len(partial)  # the partial holds no LF
+            if (
+                cut >= len(partial)
+                and cut < self.max_buffer  # no line or event can break the limit
+                and (region := b"".join((partial, data)) if partial else data).startswith(b"data: ")
+                and region.find(b"\r", 0, cut) < 0
+            ):
+                values = region[6:cut].split(b"\n\ndata: ")
+                joined = b"".join(values)
+                if b"\n" not in joined and b"\xef" not in joined:
+                    events: list[Event] = []
+                    pos = self._pos
+                    last_id = self._last_id
+                    # Only the first block can have begun in an earlier feed.
+                    stamp = self._partial_arrival if partial else arrival_ns
+                    try:
+                        # A plain loop: on CPython 3.11 it beats map/zip/accumulate.
+                        for value in values:
+                            end = pos + len(value) + 8
+                            event = ("message", value.decode(), last_id, pos, end, stamp, None)
+                            events.append(_tuple_new(Event, event))
+                            pos = end
+                            stamp = arrival_ns
+                    except UnicodeDecodeError:
+                        pass  # the general path reports it
+                    else:
+                        self._pos = pos
+                        partial.clear()
+                        cut += 2
+                        if cut < len(region):  # from this feed: the partial held no LF
+                            if (
+                                region.find(b"\n", cut) >= 0
+                                or region.find(b"\r", cut) >= 0
+                                or len(region) - cut > self.max_buffer
+                            ):
+                                events += self._feed(region[cut:], arrival_ns)
+                            else:  # the usual case: a partial line
+                                self._partial_arrival = arrival_ns
+                                partial += memoryview(region)[cut:]
+                        return events
+        return self._feed(data, arrival_ns)
+
+    def _feed(self, data: bytes, arrival_ns: int | None) -> list[Event]:
         if self.stopped or not data:
             return []
         start = 0
@@ -223,129 +292,219 @@ class SSEDecoder:
     def _lines(self, region: bytes, first_arrival: int | None, arrival: int | None) -> list[Event]:
         """Interpret ``region``, a run of complete lines starting at ``self._pos``."""
         events: list[Event] = []
-        pos = self._pos
-        # The run is cut into blocks: each piece of ``blocks`` is some lines then a
-        # blank line ("...\n\n"); the lines after the last blank line (or, when
-        # there are CRs, all the lines) are the tail, marked by None.
-        max_buffer = self.max_buffer
         ev_offset = self._ev_offset
-        ev_arrival = self._ev_arrival
         # Only a run that could break the limit pays for the per-line checks.
-        check_limit = len(region) + (pos - ev_offset if ev_offset >= 0 else 0) > max_buffer
-        # memmem over the run is cheap; it spares the per-line BOM search.
-        has_bom = not region.isascii() and _BOM in region
-        tail_seps: list[int] | repeat[int]
-        blocks: list[bytes | None]
-        all_simple = False
-        run_text: str | None = None
-        if b"\r" in region:
-            raw = region.splitlines(True)
-            tail_lines = [r.rstrip(b"\r\n") for r in raw]
-            tail_seps = [len(r) - len(s) for r, s in zip(raw, tail_lines, strict=True)]
-            blocks = [None]
+        if len(region) + (self._pos - ev_offset if ev_offset >= 0 else 0) > self.max_buffer:
+            self._span(region, 0, len(region), first_arrival, arrival, events, True)
+            return events
+        # "\n\n" and "\r\n\r\n" are each a line end then a blank line, whatever
+        # the other line ends are; the bulk shapes are looked for with the one the
+        # run seems to use (memchr: a CR anywhere says CRLF).
+        eol = b"\r\n" if b"\r" in region else b"\n"
+        sep = eol + eol
+        cut = region.rfind(sep)
+        if cut >= 0:
+            cut += len(sep)  # just past the last blank line
+            start = 0
+            if ev_offset >= 0:  # the first block continues an event begun earlier
+                start = region.find(sep) + len(sep)
+                self._span(region, 0, start, first_arrival, arrival, events, False)
+            self._blocks(region, start, cut, sep, _SHAPES[eol], first_arrival, arrival, events)
         else:
-            tail_seps = _ONES
-            # The fastest case: every block of the run is exactly "data: <value>\n\n"
-            # (two C scans tell: the only LFs are the blocks' own two). Then the
-            # whole run is decoded at once and split into the values themselves.
-            cut = region.rfind(b"\n\n") + 2  # just past the last blank line
-            if (
-                cut > 1
-                and ev_offset < 0
-                and not has_bom
-                and not check_limit
-                and region.startswith(b"data: ")
-                and region.count(b"\n", 0, cut) == 2 * region.count(b"\n\ndata: ", 0, cut) + 2
-            ):
-                # Invalid UTF-8 leaves run_text None: the block loop reports it.
-                with suppress(UnicodeDecodeError):
-                    run_text = str(memoryview(region)[6 : cut - 2], "utf-8")
-            if run_text is not None:
-                tail_lines = region[cut:].split(b"\n")
-                tail_lines.pop()  # the empty piece after the tail's final LF
-                blocks = [None]
+            cut = 0
+        if cut < len(region):  # the lines after the last blank line
+            self._span(region, cut, len(region), first_arrival, arrival, events, False)
+        return events
+
+    def _blocks(
+        self,
+        region: bytes,
+        start: int,
+        stop: int,
+        sep: bytes,
+        shapes: tuple[_Shape, ...],
+        first_arrival: int | None,
+        arrival: int | None,
+        events: list[Event],
+    ) -> None:
+        """Interpret ``region[start:stop]``: whole blocks, the first one starting in
+        a clean state (no field line pending). ``sep``: a line end + a blank line;
+        ``shapes``: those to look for."""
+        while start < stop:
+            for index, shape in enumerate(shapes):  # noqa: B007 (both used after the loop)
+                if region.startswith(shape.prefix, start):
+                    break
             else:
-                pieces = region.split(b"\n\n")
-                tail = pieces.pop()
-                tail_lines = tail.split(b"\n")
-                tail_lines.pop()
-                blocks = [*pieces, None]
-                # Are all blocks after the first exactly "data: <value>\n\n"? The
-                # same scans answer for the lot, so the loop need not ask per block.
-                k = len(pieces) - 1
-                if k > 0 and not has_bom and not check_limit:
-                    a = len(pieces[0]) + 2
-                    b = len(region) - len(tail)
-                    all_simple = (
-                        region.startswith(b"data: ", a)
-                        and region.count(b"\n", a, b) == 2 * k
-                        and region.count(b"\n\ndata: ", a, b) == k - 1
+                # Up to the next blank line; without one (as in "\n\n\n", where the
+                # blank line the caller found overlaps the one before), to ``stop``.
+                end = region.find(sep, start, stop)
+                end = stop if end < 0 else end + len(sep)
+                self._span(region, start, end, first_arrival, arrival, events, False)
+                start = end
+                continue
+            # Blocks of this shape follow each other joined by ``joint``: split
+            # there, and each piece is a block's value, unless it holds a line end
+            # or a BOM (then that block is not of the shape, and it and the blocks
+            # after it up to the next joint go the slow way).
+            values = region[start + len(shape.prefix) : stop - len(sep)].split(shape.joint)
+            joined = b"".join(values)
+            flags = [
+                (b"\n", b"\n" in joined),
+                (b"\r", b"\r" in joined),
+                (_BOM, b"\xef" in joined and _BOM in joined),  # memchr first: BOMs are rare
+            ]
+            if not any(found for _, found in flags):  # the usual case: all clean
+                first = first_arrival if start == 0 else arrival
+                if not self._bulk(values, 0, len(values), shape, first, arrival, events):
+                    # Invalid UTF-8: the slow path reports it.
+                    self._span(region, start, stop, first_arrival, arrival, events, False)
+                return
+            bad = [False] * len(values)
+            for needle, found in flags:
+                if found:
+                    bad = list(map(or_, bad, map(bytes.__contains__, values, repeat(needle))))
+            # bounds[i]: stream offset of block i; bounds[-1] that of ``stop``.
+            stride = len(shape.joint)
+            base = self._pos - start
+            bounds = list(accumulate(map(add, map(len, values), repeat(stride)), initial=self._pos))
+            others = shapes[:index] + shapes[index + 1 :]
+            i = 0
+            n = len(values)
+            while i < n:
+                j = _first_true(bad, i)
+                stop_j = j  # blocks i to stop_j go in bulk
+                if j < n:
+                    # A value followed by other blocks (a keep-alive, say) up to the
+                    # next joint: the value itself may still be clean.
+                    k = values[j].find(sep)
+                    head = values[j][:k]
+                    if k >= 0 and not (b"\n" in head or b"\r" in head or _BOM in head):
+                        values[j] = head
+                        stop_j = j + 1
+                first = first_arrival if i == 0 and start == 0 else arrival
+                after = bounds[j] - base  # where the bulk blocks end
+                if stop_j > j:
+                    after += len(values[j]) + stride
+                if stop_j > i and not self._bulk(values, i, stop_j, shape, first, arrival, events):
+                    # Invalid UTF-8: the slow path reports it.
+                    self._span(
+                        region, bounds[i] - base, after, first_arrival, arrival, events, False
                     )
+                if j == n:
+                    break
+                if stop_j == j:  # block j is not of the shape: interpret it
+                    after = region.find(sep, after) + len(sep)
+                    self._span(
+                        region, bounds[j] - base, after, first_arrival, arrival, events, False
+                    )
+                # What follows, up to the next joint, holds no block of this shape.
+                rest = bounds[j + 1] - base
+                if after < rest:
+                    self._blocks(region, after, rest, sep, others, first_arrival, arrival, events)
+                i = j + 1
+            return
+
+    def _bulk(
+        self,
+        values: list[bytes],
+        i: int,
+        j: int,
+        shape: _Shape,
+        first: int | None,
+        arrival: int | None,
+        events: list[Event],
+    ) -> bool:
+        """Dispatch blocks ``i`` to ``j`` (exclusive), all of ``shape``; ``first`` is
+        the first one's arrival stamp. False, having done nothing, if a value is
+        not UTF-8."""
+        run: list[Event] = []
+        pos = self._pos
+        stride = len(shape.joint)
+        back = shape.end_back
+        last_id = self._last_id
+        stamp = first
+        try:
+            for value in values[i:j]:  # the same loop as feed()'s hot path
+                nxt = pos + len(value) + stride
+                event = ("message", value.decode(), last_id, pos, nxt - back, stamp, None)
+                run.append(_tuple_new(Event, event))
+                pos = nxt
+                stamp = arrival
+        except UnicodeDecodeError:
+            return False
+        events += run
+        if shape.boms:  # each block starts with a BOM that is not the stream's first
+            rule = "sse.bom_not_at_start"
+            count = self.finding_counts.get(rule, 0)
+            self.finding_counts[rule] = count + len(run)
+            for dispatched in run[: max(MAX_FINDINGS_PER_RULE - count, 0)]:
+                # Finding() itself: warning()'s **kw would cost more than the event.
+                finding = Finding(rule, Severity.WARNING, _BOM_MESSAGE, dispatched.offset, None, {})
+                self.findings.append(finding)
+        self._pos = pos
+        return True
+
+    def _span(
+        self,
+        region: bytes,
+        start: int,
+        stop: int,
+        first_arrival: int | None,
+        arrival: int | None,
+        events: list[Event],
+        check_limit: bool,
+    ) -> None:
+        """Interpret the complete lines ``region[start:stop]`` one by one."""
+        span = region[start:stop]
+        seps: Iterable[int]
+        if b"\r" in span:  # bytes.splitlines splits only on CR, LF and CRLF
+            raw = span.splitlines(True)
+            lines = [r.rstrip(b"\r\n") for r in raw]
+            seps = [len(r) - len(s) for r, s in zip(raw, lines, strict=True)]
+        else:
+            lines = span.split(b"\n")
+            lines.pop()  # the empty piece after the final LF
+            seps = repeat(1)
+        self._interpret(
+            lines, seps, first_arrival if start == 0 else arrival, arrival, events, check_limit
+        )
+
+    def _interpret(
+        self,
+        lines: list[bytes],
+        seps: Iterable[int],
+        line_arrival: int | None,
+        arrival: int | None,
+        events: list[Event],
+        check_limit: bool,
+    ) -> None:
+        """The general path: interpret ``lines`` one by one, as the standard says.
+        ``seps`` gives each line end's length; ``line_arrival`` is the first line's
+        arrival stamp and ``arrival`` that of the others."""
+        pos = self._pos
+        max_buffer = self.max_buffer
         data = self._data
         event_type = self._type
         retry = self._retry
         last_id = self._last_id
+        ev_offset = self._ev_offset
+        ev_arrival = self._ev_arrival
         comments = 0
-        line_arrival = first_arrival  # only the first line can start in an earlier feed
-        if run_text is not None:
-            for text in run_text.split("\n\ndata: "):
-                # str.isascii() is O(1); only non-ASCII values pay to count their bytes.
-                nxt = pos + (len(text) if text.isascii() else len(text.encode())) + 8
-                event = _EventBuilder("message", text, last_id, pos, nxt, line_arrival, None)
-                event.__class__ = Event  # type: ignore[assignment]
-                events.append(event)  # type: ignore[arg-type]
-                pos = nxt
-                line_arrival = arrival
-        simple = False  # the first block is checked on its own: it may continue an event
-        for block in blocks:
-            if block is not None and (
-                simple
-                or (
-                    ev_offset < 0  # nothing pending from an earlier line
-                    and not check_limit
-                    and block.startswith(b"data: ")
-                    and 10 not in block  # no LF: a single line
-                    and not (has_bom and _BOM in block)
-                )
-            ):
-                # The hot path: a block that is exactly "data: <value>\n\n".
-                try:
-                    text = block[6:].decode("utf-8")
-                except UnicodeDecodeError:
-                    pass  # the line-by-line path reports it
-                else:
-                    nxt = pos + len(block) + 2
-                    event = _EventBuilder("message", text, last_id, pos, nxt, line_arrival, None)
-                    event.__class__ = Event  # type: ignore[assignment]
-                    events.append(event)  # type: ignore[arg-type]
-                    pos = nxt
-                    line_arrival = arrival
-                    simple = all_simple
-                    continue
-            simple = all_simple
-            if block is None:
-                lines, seps = tail_lines, tail_seps
-            else:
-                lines = block.split(b"\n")
-                lines.append(b"")  # the blank line that ends the block
-                seps = _ONES
-            stop = False
-            for line, sep in zip(lines, seps, strict=False):  # seps may be endless
-                nxt = pos + len(line) + sep
-                if check_limit:
-                    if len(line) > max_buffer:
-                        self._too_large(pos, "line")
-                        stop = True
-                        break
-                    # Up to the first byte of the line end: a CRLF's LF may come later.
-                    span = pos + len(line) + 1 - ev_offset
-                    if ev_offset >= 0 and line and line[0] != 58 and span > max_buffer:
-                        self._too_large(ev_offset, "event")
-                        stop = True
-                        break
-                if not line:  # blank line: dispatch
-                    if data:
-                        event = _EventBuilder(
+        for line, sep in zip(lines, seps, strict=False):  # seps may be endless
+            nxt = pos + len(line) + sep
+            if check_limit:
+                if len(line) > max_buffer:
+                    self._too_large(pos, "line")
+                    break
+                # Up to the first byte of the line end: a CRLF's LF may come later.
+                span = pos + len(line) + 1 - ev_offset
+                if ev_offset >= 0 and line and line[0] != 58 and span > max_buffer:
+                    self._too_large(ev_offset, "event")
+                    break
+            if not line:  # blank line: dispatch
+                if data:
+                    events.append(
+                        _tuple_new(Event, (
                             event_type or "message",
                             "\n".join(data),
                             last_id,
@@ -353,72 +512,66 @@ class SSEDecoder:
                             pos + 1,  # past the CR or LF: a CRLF's LF may not be here yet
                             ev_arrival,
                             retry,
-                        )
-                        event.__class__ = Event  # type: ignore[assignment]
-                        events.append(event)  # type: ignore[arg-type]
-                        data = []
-                    event_type = ""
-                    retry = None
-                    ev_offset = -1
-                elif line[0] == 58:  # ':' comment
-                    comments += 1
-                    if not line.isascii():
-                        self._scan_text(line, pos)
+                        ))
+                    )  # fmt: skip
+                    data = []
+                event_type = ""
+                retry = None
+                ev_offset = -1
+            elif line[0] == 58:  # ':' comment
+                comments += 1
+                if not line.isascii():
+                    self._scan_text(line, pos)
+            else:
+                if ev_offset < 0:
+                    ev_offset = pos
+                    ev_arrival = line_arrival
+                if line.startswith(b"data: "):
+                    value = line[6:]
+                    name = b"data"
                 else:
-                    if ev_offset < 0:
-                        ev_offset = pos
-                        ev_arrival = line_arrival
-                    if line.startswith(b"data: "):
-                        value = line[6:]
-                        name = b"data"
+                    name, _, value = line.partition(b":")
+                    if value.startswith(b" "):
+                        value = value[1:]
+                if name == b"data":
+                    data.append(value.decode("utf-8", "replace"))
+                elif name == b"event":
+                    event_type = value.decode("utf-8", "replace")
+                elif name == b"id":
+                    if b"\0" in value:
+                        self._report(
+                            warning,
+                            "sse.id_contains_nul",
+                            "id field contains U+0000; the standard ignores it",
+                            pos,
+                        )
                     else:
-                        name, _, value = line.partition(b":")
-                        if value.startswith(b" "):
-                            value = value[1:]
-                    if name == b"data":
-                        data.append(value.decode("utf-8", "replace"))
-                    elif name == b"event":
-                        event_type = value.decode("utf-8", "replace")
-                    elif name == b"id":
-                        if b"\0" in value:
-                            self._report(
-                                warning,
-                                "sse.id_contains_nul",
-                                "id field contains U+0000; the standard ignores it",
-                                pos,
-                            )
-                        else:
-                            last_id = value.decode("utf-8", "replace")
-                    elif name == b"retry":
-                        if value.isdigit():  # bytes.isdigit: ASCII digits only, False if empty
-                            value = value.lstrip(b"0") or b"0"
-                            retry = int(value) if len(value) <= 18 else _RETRY_MAX
-                        else:
-                            self._report(
-                                warning,
-                                "sse.retry_not_digits",
-                                "retry field is not all ASCII digits; the standard ignores it",
-                                pos,
-                                {"value": value[:64].decode("utf-8", "replace")},
-                            )
-                    # Any other field name is legal and ignored.
-                    if not line.isascii():
-                        self._scan_text(line, pos)
-                pos = nxt
-                line_arrival = arrival
-            if stop:
-                break
+                        last_id = value.decode("utf-8", "replace")
+                elif name == b"retry":
+                    if value.isdigit():  # bytes.isdigit: ASCII digits only, False if empty
+                        value = value.lstrip(b"0") or b"0"
+                        retry = int(value) if len(value) <= 18 else _RETRY_MAX
+                    else:
+                        self._report(
+                            warning,
+                            "sse.retry_not_digits",
+                            "retry field is not all ASCII digits; the standard ignores it",
+                            pos,
+                            {"value": value[:64].decode("utf-8", "replace")},
+                        )
+                # Any other field name is legal and ignored.
+                if not line.isascii():
+                    self._scan_text(line, pos)
+            pos = nxt
+            line_arrival = arrival
         self._pos = pos
-        self._data = data
         self._type = event_type
         self._retry = retry
         self._last_id = last_id
         self._ev_offset = ev_offset
         self._ev_arrival = ev_arrival
         self.comments += comments
-        if self.stopped:
-            self._data = []
-        return events
+        self._data = [] if self.stopped else data
 
     def _scan_text(self, line: bytes, pos: int) -> None:
         """Report stray BOMs and invalid UTF-8 in a non-ASCII line, in offset order."""
@@ -442,8 +595,7 @@ class SSEDecoder:
             self._report(
                 warning,
                 "sse.bom_not_at_start",
-                "U+FEFF after the start of the stream: the standard skips only a "
-                "leading one, so the line it starts is misread",
+                _BOM_MESSAGE,
                 pos + i,
             )
             i = line.find(_BOM, i + 3)

@@ -44,11 +44,44 @@ def _line(draw: st.DrawFn) -> bytes:
 
 
 @st.composite
-def streams(draw: st.DrawFn) -> bytes:
+def _mixed_streams(draw: st.DrawFn) -> bytes:
     head = draw(st.sampled_from([b"", b"", _BOM, _BOM + _BOM, b"\xef\xbb"]))
     body = b"".join(draw(st.lists(_line(), max_size=14)))
     tail = draw(st.sampled_from([b"", b"", b"data: x", b"data", b": c", b"\r", b"id: 1", b"\xef"]))
     return head + body + tail
+
+
+@st.composite
+def _block(draw: st.DrawFn, eol: bytes) -> bytes:
+    """A block of one of the shapes the decoder takes in bulk (usually with a
+    clean value; sometimes a BOM, invalid UTF-8 or a colon in it), or a block
+    that breaks a run: a keep-alive, an id line, a second data line, a blank."""
+    kind = draw(st.sampled_from(["data", "data", "data", "bom", "event", "break"]))
+    value = draw(st.one_of(st.text('ab{}":é日 ', max_size=6).map(str.encode), _VALUES))
+    if kind == "data":
+        return b"data: " + value + eol + eol
+    if kind == "bom":
+        return _BOM + b"event: message" + eol + b"data: " + value + eol + eol
+    if kind == "event":
+        return b"event: message" + eol + b"data: " + value + eol + eol
+    lines = draw(
+        st.sampled_from([[b": keep-alive"], [b"id: 7", b"data: i"], [b"data: a", b"data: b"], []])
+    )
+    return b"".join(line + eol for line in lines) + eol
+
+
+@st.composite
+def _uniform_streams(draw: st.DrawFn) -> bytes:
+    """Streams with one kind of line end throughout, as real servers write them."""
+    eol = draw(st.sampled_from([b"\n", b"\r\n"]))
+    head = draw(st.sampled_from([b"", _BOM]))
+    body = b"".join(draw(st.lists(_block(eol), max_size=12)))
+    tail = draw(st.sampled_from([b"", b"data: x" + eol, b"event: message" + eol, _BOM]))
+    return head + body + tail
+
+
+def streams() -> st.SearchStrategy[bytes]:
+    return st.one_of(_mixed_streams(), _uniform_streams())
 
 
 _SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
