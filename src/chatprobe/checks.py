@@ -242,8 +242,10 @@ def max_tokens_findings(outcome: Outcome, request: dict[str, Any], profile: Prof
     elif count is not None and len(choices) == 1 and count >= cap:
         finish = choices[0].finish_reason
         if finish is not None and finish != "length":
+            # Exactly at the cap, a natural end (stop sequence, end of text, a tool call)
+            # is possible: a warning. Past the cap is the error above.
             found.append(
-                error(
+                (error if count > cap else warning)(
                     "param.max_tokens_ignored",
                     f"the output reached {profile.max_tokens_field}={cap} tokens but finish_reason is {finish!r}, not 'length'",
                     evidence={"max_tokens": cap, "tokens": count, "finish_reason": finish},

@@ -27,7 +27,7 @@ from typing import Any
 from chatprobe import __version__
 from chatprobe.checks import Outcome, check_exchange, error_envelope_findings
 from chatprobe.client import Client, Limits
-from chatprobe.dialects import Body, RequestSpec, auth_headers, place
+from chatprobe.dialects import RequestSpec, auth_headers, simple_request
 from chatprobe.exchange import Exchange
 from chatprobe.findings import Finding, Severity, error
 from chatprobe.specs import Profile, load_profile
@@ -121,16 +121,15 @@ class Target:
         **params: Any,
     ) -> RequestSpec:
         """One user turn; ``params`` are OpenAI-named body fields (ignored by a completion dialect)."""
-        profile = self.profile
-        if profile.body == "completion":
-            body: Body = {"input": prompt}
-        else:
-            body = {"messages": [{"role": "user", "content": prompt}], **params}
-            if max_tokens is not None and profile.max_tokens_field:
-                body[profile.max_tokens_field] = max_tokens
-        if not profile.has("non_stream"):
-            stream = True
-        return place(profile, body, model=self.model, stream=stream, include_usage=include_usage)
+        return simple_request(
+            self.profile,
+            prompt,
+            model=self.model,
+            max_tokens=max_tokens,
+            stream=stream or not self.profile.has("non_stream"),
+            include_usage=include_usage,
+            **params,
+        )
 
     def base_request(self) -> RequestSpec:
         """The smallest valid request (what invalid requests are made from)."""

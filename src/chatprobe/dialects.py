@@ -76,13 +76,18 @@ def simple_request(
     stream: bool = True,
     include_usage: bool | None = True,
     path_values: Mapping[str, str] | None = None,
+    **params: Any,
 ) -> RequestSpec:
-    """One user turn with ``prompt``: the request a probe or a load test sends."""
+    """One user turn with ``prompt``: the request a probe, a check or a load test sends.
+
+    ``params`` are further OpenAI-named body fields (``n``, ``stop``, ``tools``…);
+    a completion dialect (Elastic's ``input``) has no place for them and drops them.
+    """
     profile = load_profile(dialect)
     if profile.body == "completion":
         body: Body = {"input": prompt}
     else:
-        body = {"messages": [{"role": "user", "content": prompt}]}
+        body = {"messages": [{"role": "user", "content": prompt}], **params}
         if max_tokens is not None and profile.max_tokens_field:
             body[profile.max_tokens_field] = max_tokens
     return place(

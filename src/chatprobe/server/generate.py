@@ -369,8 +369,10 @@ def make_plan(
                     count = max_tokens - len(echo)
                 natural = echo + _pseudo_tokens(crng, max(count, 0), not echo)
             tokens = natural
+            # At exactly max_tokens the end-of-text token would be token max_tokens + 1,
+            # which is never generated: a real server reports length (as vLLM does).
             if isinstance(max_tokens, int) and (
-                len(natural) > max_tokens or body.get("ignore_eos") is True
+                len(natural) >= max_tokens or body.get("ignore_eos") is True
             ):
                 tokens, finish = natural[:max_tokens], "length"
             if stops and json_text is None:
