@@ -66,6 +66,7 @@ class ConformSettings:
     timeout_s: float = 30.0  # no byte for this long = a stall (http.timeout)
     total_timeout_s: float = 60.0
     max_frame_bytes: int = 4 << 20
+    headers: Mapping[str, str] = field(default_factory=dict)  # extra headers on every request
 
     def load_profile(self) -> Profile:
         return load_profile(self.profile or self.dialect)
@@ -90,7 +91,7 @@ class Target:
         self.api_key = settings.api_key
         self.model = settings.model or (DEFAULT_MODEL if self.profile.model_in == "body" else None)
         self.limits = settings.limits()
-        self.client = Client(self.url, auth_headers(self.profile, self.api_key), self.limits)
+        self.client = Client(self.url, {**settings.headers, **auth_headers(self.profile, self.api_key)}, self.limits)
 
     def close(self) -> None:
         self.client.close()
@@ -149,7 +150,7 @@ class Target:
         client = self.client
         if not authenticated:
             # A second client without the default auth header: nothing to strip per request.
-            client = Client(self.url, {}, self.limits)
+            client = Client(self.url, dict(self.settings.headers), self.limits)
         try:
             return client.send(
                 spec.dialect,

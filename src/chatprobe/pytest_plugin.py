@@ -10,6 +10,7 @@ variable; precedence is command line > environment > ini > default:
     --chatprobe-api-key-env VAR  chatprobe_api_key_env  CHATPROBE_API_KEY_ENV
     --chatprobe-report-dir DIR   chatprobe_report_dir   CHATPROBE_REPORT_DIR   (findings.json + HTML there)
     --chatprobe-timeout S        chatprobe_timeout      CHATPROBE_TIMEOUT      (30: seconds without a byte)
+    --chatprobe-headers JSON     chatprobe_headers      CHATPROBE_HEADERS      (extra headers on every request)
 
 Fixtures: ``chatprobe_settings``, ``chatprobe_target`` (session: the server
 under test, see :class:`chatprobe.conformance.Target`), ``chatprobe_check``
@@ -24,6 +25,7 @@ server, no file, no network, no hypothesis state changed.
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
@@ -48,6 +50,7 @@ OPTIONS: dict[str, tuple[str, str | None]] = {
     "api_key_env": ("environment variable holding the API key (the key is never written)", None),
     "report_dir": ("directory for findings.json, findings.html and the hypothesis database", None),
     "timeout": ("seconds without a byte before a stall is reported (http.timeout)", "30"),
+    "headers": ('extra request headers as a JSON object, e.g. {"X-Org": "acme"}', None),
 }
 HYPOTHESIS_PROFILES = {"dev": 10, "ci": 25, "thorough": 200}  # max_examples per property check
 
@@ -102,6 +105,7 @@ def settings_from(config: pytest.Config) -> ConformSettings:
         raise UsageError(f"chatprobe timeout must be a number of seconds, got {timeout!r}") from None
     report_dir = setting(config, "report_dir")
     key_env = setting(config, "api_key_env")
+    headers = parse_headers(setting(config, "headers"))
     return ConformSettings(
         target=setting(config, "target"),
         dialect=setting(config, "dialect") or "openai",
@@ -112,7 +116,23 @@ def settings_from(config: pytest.Config) -> ConformSettings:
         report_dir=Path(report_dir) if report_dir else None,
         timeout_s=timeout_s,
         total_timeout_s=max(60.0, 2 * timeout_s),
+        headers=headers,
     )
+
+
+def parse_headers(text: str | None) -> dict[str, str]:
+    """The headers setting: a JSON object of header names to string values."""
+    from chatprobe.errors import UsageError
+
+    if not text:
+        return {}
+    try:
+        value = json.loads(text)
+    except ValueError:
+        raise UsageError("chatprobe headers must be a JSON object of names to strings") from None
+    if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+        raise UsageError("chatprobe headers must be a JSON object of names to strings")
+    return value
 
 
 # --------------------------------------------------------------------------- hypothesis

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import json
 import secrets
 import sys
 import time
@@ -36,6 +37,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds without a byte before a stall is reported (default 30)")
     parser.add_argument("-k", dest="select", metavar="EXPR", help="only the checks matching this pytest -k expression")
     parser.add_argument("--quiet", action="store_true", help="no line per check while it runs")
+    parser.add_argument(
+        "--header", action="append", default=[], metavar="'NAME: VALUE'", help="an extra header on every request (repeatable)"
+    )
+
+
+def extra_headers(items: list[str]) -> dict[str, str]:
+    headers: dict[str, str] = {}
+    for item in items:
+        name, sep, value = item.partition(":")
+        if not sep or not name.strip():
+            raise UsageError(f"--header wants 'NAME: VALUE', got {item!r}")
+        headers[name.strip()] = value.strip()
+    return headers
 
 
 def pytest_args(args: argparse.Namespace, url: str, report_dir: Path, junit: Path) -> list[str]:
@@ -68,6 +82,9 @@ def pytest_args(args: argparse.Namespace, url: str, report_dir: Path, junit: Pat
         argv.append("--chatprobe-embedded")
     if args.select:
         argv += ["-k", args.select]
+    headers = extra_headers(args.header)
+    if headers:
+        argv += ["--chatprobe-headers", json.dumps(headers)]
     for name in ("dialect", "profile", "model", "api_key_env"):
         value = getattr(args, name, None)
         if value:

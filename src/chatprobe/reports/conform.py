@@ -78,11 +78,11 @@ def render_html(document: Mapping[str, Any]) -> str:
         if check.get("reason"):
             parts.append(f"<pre>{escape(check['reason'])}</pre>")
         for finding in check["findings"]:
-            parts.append(_finding_html(finding, check["exchanges"]))
+            parts.append(finding_html(finding, check["exchanges"]))
     return page("chatprobe conformance", "\n".join(parts))
 
 
-def _finding_html(finding: Mapping[str, Any], exchanges: list[Mapping[str, Any]]) -> str:
+def finding_html(finding: Mapping[str, Any], exchanges: list[Mapping[str, Any]]) -> str:
     where = []
     if "offset" in finding:
         where.append(f"byte {finding['offset']}")
