@@ -68,6 +68,21 @@ FEATURE_CHECKS: dict[str, tuple[str, ...]] = {
     "logprobs": ("logprobs::*",),
 }
 
+# feature -> the rules whose failure means the feature itself is broken. A feature's check that
+# fails only on other rules (say usage.not_separate in a max_tokens stream check) leaves the
+# feature passing: that failure is shown under its own check and deviation, not blamed here.
+# Features not listed (non_stream, temperature, top_p) are judged by any failure.
+FEATURE_RULES: dict[str, tuple[str, ...]] = {
+    "max_tokens": ("param.max_tokens_ignored",),
+    "stop": ("param.stop_ignored", "param.stop_included"),
+    "n": ("param.n_ignored", "stream.choice_index"),
+    "stream_usage": ("usage.",),
+    "tools": ("tools.",),
+    "tool_choice": ("tools.choice_ignored",),
+    "response_format": ("param.response_format",),
+    "logprobs": ("param.logprobs",),
+}
+
 # rule -> what it means for a client of the server, in words (the matrix's "deviations").
 CLIENT_IMPACT: dict[str, str] = {
     "sse.bom_not_at_start": "a byte-order mark before later events: standard SSE clients misread those events' first line (an error event looks like a message)",
@@ -509,10 +524,22 @@ def combine(verdicts: Sequence[str]) -> str:
     return "pass"
 
 
-def feature_verdicts(checks: Mapping[str, str]) -> dict[str, str]:
+def feature_verdicts(
+    checks: Mapping[str, str], failing_rules: Mapping[str, set[str]] | None = None
+) -> dict[str, str]:
+    """Each feature's verdict from its checks'; ``failing_rules`` (check -> rules of its error
+    findings) narrows a failure to the features whose own rules it names (FEATURE_RULES)."""
     out: dict[str, str] = {}
     for feature, patterns in FEATURE_CHECKS.items():
-        verdicts = [v for key, v in checks.items() if any(fnmatchcase(key, p) for p in patterns)]
+        own = FEATURE_RULES.get(feature)
+        verdicts = []
+        for key, verdict in checks.items():
+            if not any(fnmatchcase(key, p) for p in patterns):
+                continue
+            rules = (failing_rules or {}).get(key)
+            if verdict == "fail" and own and rules and not any(r.startswith(own) for r in rules):
+                verdict = "pass"  # failed for another feature's reason
+            verdicts.append(verdict)
         out[feature] = combine(verdicts)
     return out
 
@@ -559,7 +586,12 @@ def _target_entry(run: TargetRun) -> dict[str, Any]:
     entry["score"] = score(findings["summary"])
     checks = {check_key(c): c["verdict"] for c in findings["checks"]}
     entry["checks"] = checks
-    features = {f: v for f, v in feature_verdicts(checks).items() if profile.feature(f) != "absent" or v != "n/a"}
+    failing_rules = {
+        check_key(c): {f["rule"] for f in c["findings"] if f.get("severity") == "error"} for c in findings["checks"]
+    }
+    features = {
+        f: v for f, v in feature_verdicts(checks, failing_rules).items() if profile.feature(f) != "absent" or v != "n/a"
+    }
     entry["features"] = features
     entry["must_missing"] = [f for f, v in features.items() if profile.feature(f) == "must" and v in ("fail", "unsupported")]
     deviations: dict[tuple[str, str], list[str]] = {}

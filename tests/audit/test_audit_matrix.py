@@ -83,9 +83,12 @@ def test_deviation_spelled_out_and_must_features(audited: Audited) -> None:
     assert "no usage chunk in streams: token counts must be estimated" in impacts
     assert "no usage chunk in streams: token counts must be estimated" in (audited.report_dir / "audit.md").read_text()
     assert target["score"] is not None and target["score"] < 100
-    # stream_usage is `may` in the openai profile: a failure there is no missing must-feature,
-    # but max_tokens (must) cannot be verified without usage counts
-    assert "stream_usage" not in target["must_missing"] and "max_tokens" in target["must_missing"]
+    # stream_usage is `may` in the openai profile: a failure there is no missing must-feature.
+    # The max_tokens stream check fails too (on usage.missing), but the cap itself is honoured
+    # (tokens counted from the events): the feature passes, the failure is usage's.
+    assert "stream_usage" not in target["must_missing"] and "max_tokens" not in target["must_missing"]
+    assert target["checks"]["parameters::test_max_tokens[stream]"] == "fail"
+    assert target["features"]["max_tokens"] == "pass"
 
 
 def test_unreachable_target_does_not_sink_the_audit(audited: Audited) -> None:
