@@ -135,7 +135,9 @@ def _summary_html(targets: Sequence[Mapping[str, Any]]) -> str:
         status = escape(_status_text(t)) if t["status"] == "ok" else f'<span class="down">{escape(_status_text(t))}</span>'
         rows.append(
             f"<tr><td><b>{escape(t['name'])}</b><br><code>{escape(t['url'])}</code></td><td>{status}{report}</td>"
-            f"<td>{escape(str(t['dialect']))} / <code>{escape(str(t['model']))}</code></td>"
+            f"<td>{escape(str(t['dialect']))}"
+            + (f" / <code>{escape(str(t['model']))}</code>" if t["model"] else "")
+            + "</td>"
             f"<td>{'' if t['score'] is None else str(t['score']) + ' %'}</td>"
             + "".join(f"<td>{s.get(v, '')}</td>" for v in COUNTS)
             + f"<td>{escape(', '.join(t['must_missing'])) or ('none' if t['status'] == 'ok' else '')}</td>"
