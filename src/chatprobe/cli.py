@@ -25,6 +25,7 @@ COMMANDS: list[tuple[str, str, str]] = [
     ("conform", "conform", "run the conformance suites against a target (default: the embedded reference server)"),
     ("validate", "validate", "validate a JSON document against a dialect's schema"),
     ("load", "load", "load-test a server on Locust: exact TTFT/ITL/TPOT, SLO gate, HTML report"),
+    ("sweep", "sweep", "capacity planning: the most load a deployment takes within its SLOs (search, CI, curves)"),
     ("audit", "audit", "audit several targets: a feature x target compatibility matrix (HTML, Markdown, JSON)"),
 ]
 

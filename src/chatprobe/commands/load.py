@@ -44,6 +44,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--spawn-rate", type=float, help="users started per second (default: all at once)")
     parser.add_argument("--duration", type=float, help="seconds (default 30; a plan's stages sum)")
     parser.add_argument("--warmup", type=float, help="seconds excluded from the statistics (default 0)")
+    add_request_arguments(parser)
+    parser.add_argument("--report-dir", metavar="DIR", default="chatprobe-load", help="default ./chatprobe-load")
+    parser.add_argument("--no-progress", action="store_true", help="no live progress line")
+
+
+def add_request_arguments(parser: argparse.ArgumentParser) -> None:
+    """What a request looks like, SLOs, generator and embedded-server options (shared with sweep)."""
     parser.add_argument("--prompt-tokens", type=int, help="synthetic prompt length in words (default 128)")
     parser.add_argument("--dataset", metavar="FILE",
                         help='JSONL prompts: {"messages": [...]} or {"prompt": "..."} per line')
@@ -58,7 +65,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "ttft_ms=500 (per-request threshold for goodput); repeatable")
     parser.add_argument("--processes", type=int, help="generator processes on this machine (default 1)")
     parser.add_argument("--plan", metavar="FILE", help="YAML plan of stages (specs/plan.schema.json)")
-    parser.add_argument("--report-dir", metavar="DIR", default="chatprobe-load", help="default ./chatprobe-load")
     parser.add_argument("--timeout", type=float, help="seconds per request (default 60)")
     parser.add_argument("--read-timeout", type=float, help="seconds of silence counted as a stall (default 30)")
     parser.add_argument("--max-in-flight", type=int, help="open-loop concurrency cap (default 1024)")
@@ -70,13 +76,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="reference server (no --target): time to first token (default 50)")
     parser.add_argument("--server-itl-ms", type=float, default=5.0,
                         help="reference server (no --target): inter-token latency (default 5)")
+    parser.add_argument("--server-max-concurrency", type=int, default=None, metavar="K",
+                        help="reference server (no --target): at most K requests generate at once, the rest queue")
+    parser.add_argument("--server-itl-per-active-ms", type=float, default=0.0, metavar="Z",
+                        help="reference server (no --target): each other active request adds Z ms to the ITL")
     parser.add_argument("--server-fault", action="append", default=[], metavar="NAME",
                         help="reference server (no --target): a fault from its catalogue; repeatable")
-    parser.add_argument("--no-progress", action="store_true", help="no live progress line")
 
 
-def _settings(args: argparse.Namespace, target: str) -> LoadSettings:
-    """Defaults < plan < command line."""
+def settings_from_args(args: argparse.Namespace, target: str, *, use_stages: bool = True) -> LoadSettings:
+    """Defaults < plan < command line. ``use_stages=False`` (sweep) keeps a plan's request
+    settings and SLOs but not its stages: the caller sets the load."""
     values: dict[str, Any] = {"target": target}
     stages: tuple[Any, ...] = ()
     mode: Any = None
@@ -87,8 +97,11 @@ def _settings(args: argparse.Namespace, target: str) -> LoadSettings:
         values["target"] = target
     flags = {
         "dialect": args.dialect, "model": args.model,
-        "users": args.users, "rate": args.rate, "spawn_rate": args.spawn_rate,
-        "duration_s": args.duration, "warmup_s": args.warmup, "prompt_tokens": args.prompt_tokens,
+        # Load-shape flags exist on `load` only.
+        "users": getattr(args, "users", None), "rate": getattr(args, "rate", None),
+        "spawn_rate": getattr(args, "spawn_rate", None),
+        "duration_s": getattr(args, "duration", None), "warmup_s": getattr(args, "warmup", None),
+        "prompt_tokens": args.prompt_tokens,
         "dataset": args.dataset, "max_tokens": args.max_tokens, "ignore_eos": args.ignore_eos,
         "processes": args.processes, "timeout_s": args.timeout, "read_timeout_s": args.read_timeout,
         "max_in_flight": args.max_in_flight,
@@ -105,7 +118,7 @@ def _settings(args: argparse.Namespace, target: str) -> LoadSettings:
     if "users" not in values and values.get("rate") is None:
         values["users"] = 8
     if values.get("rate") is not None:
-        values["mode"] = args.arrivals or "poisson"
+        values["mode"] = getattr(args, "arrivals", None) or "poisson"
     if values.get("dataset"):
         values["dataset"] = str(Path(values["dataset"]).resolve())
     slos = (*plan_slos, *args.slo)
@@ -117,17 +130,17 @@ def _settings(args: argparse.Namespace, target: str) -> LoadSettings:
         check_schema=args.check_schema,
         seed=args.seed,
         report_dir=str(Path(args.report_dir).resolve()),
-        progress=not args.no_progress,
+        progress=not getattr(args, "no_progress", False),
         **values,
     )
-    if stages:
+    if stages and use_stages:
         if args.users is not None or args.rate is not None or args.duration is not None:
             raise UsageError("--plan sets the load: leave out --users, --rate and --duration")
         s = with_plan(s, stages, args.arrivals or mode)
     return s.validate()
 
 
-def _check_reachable(url: str) -> None:
+def check_reachable(url: str) -> None:
     parts = urlsplit(url)
     port = parts.port or (443 if parts.scheme == "https" else 80)
     try:
@@ -137,7 +150,7 @@ def _check_reachable(url: str) -> None:
         raise UsageError(f"cannot reach {url}: {exc.strerror or exc}") from None
 
 
-def _cpu_split(own_server: bool) -> tuple[int | None, set[int] | None]:
+def cpu_split(own_server: bool) -> tuple[int | None, set[int] | None]:
     """(server CPU, generator CPUs): apart when we start the server and have 2+ CPUs."""
     if not own_server or not hasattr(os, "sched_getaffinity"):
         return None, None
@@ -150,22 +163,42 @@ def _cpu_split(own_server: bool) -> tuple[int | None, set[int] | None]:
 def run(args: argparse.Namespace) -> int:
     api_key_from(args.api_key_env)  # fail early (exit 2) when the variable is missing
     # Validate everything we can before starting a server.
-    _settings(args, args.target or "http://127.0.0.1:1")
-    server_cpu, generator_cpus = _cpu_split(args.target is None)
-    server_options: dict[str, Any] = {
-        "ttft_ms": args.server_ttft_ms, "itl_ms": args.server_itl_ms, "faults": args.server_fault,
-    }
-    if server_cpu is not None:
-        server_options["cpu"] = server_cpu
-    if args.target:
-        server_options = {}
-    with target_url(args.target, **server_options) as url:
-        settings = _settings(args, url)
+    settings_from_args(args, args.target or "http://127.0.0.1:1")
+    server_cpu, generator_cpus = cpu_split(args.target is None)
+    with target_url(args.target, **server_options(args, server_cpu)) as url:
+        settings = settings_from_args(args, url)
         if args.target is None and args.ignore_eos is None:
             settings = replace(settings, ignore_eos=True)  # fixed output length in rehearsals
-        _check_reachable(url)
+        check_reachable(url)
         code = _run_generator(settings, generator_cpus)
     return _finish(settings, code)
+
+
+def server_options(args: argparse.Namespace, cpu: int | None) -> dict[str, Any]:
+    """Keyword arguments for the embedded reference server (none with --target)."""
+    if args.target:
+        return {}
+    options: dict[str, Any] = {
+        "ttft_ms": args.server_ttft_ms, "itl_ms": args.server_itl_ms, "faults": args.server_fault,
+        "max_concurrency": args.server_max_concurrency, "itl_per_active_ms": args.server_itl_per_active_ms,
+    }
+    if cpu is not None:
+        options["cpu"] = cpu
+    return options
+
+
+def run_level(s: LoadSettings, cpus: set[int] | None) -> dict[str, Any]:
+    """Run one generator process with settings ``s``; return its summary.json document.
+
+    Ctrl-C during the run is forwarded to the generator, which writes what it
+    measured (``run.interrupted``). UsageError when it wrote no summary.
+    """
+    code = _run_generator(s, cpus)
+    summary_path = Path(s.report_dir) / "summary.json"
+    if not summary_path.is_file():
+        raise UsageError(f"the load generator failed (exit {code}) and wrote no summary")
+    doc: dict[str, Any] = json.loads(summary_path.read_text(encoding="utf-8"))
+    return doc
 
 
 def _run_generator(s: LoadSettings, cpus: set[int] | None) -> int:

@@ -1,0 +1,286 @@
+"""Capacity planning: the most load a deployment takes while it meets every SLO.
+
+Runs `chatprobe load` levels (closed loop: N users; open loop: R requests/s;
+warm-up discarded) in a search: a one-user baseline, a x2 saturation probe,
+then bisection; --repeats K searches again for a 95 % confidence interval.
+Errors or a growing queue stop the growth early, and the report says why.
+With no --target the reference server is started once for the whole sweep.
+Writes sweep.json (specs/sweep.schema.json), sweep.html and levels/*/ into
+--report-dir. Exit 0 with an answer, 1 when no level met the SLOs, 2 when the
+sweep could not run, 130 when interrupted (the report of the levels measured
+so far is still written).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import time
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from chatprobe import __version__
+from chatprobe.commands.load import (
+    add_request_arguments,
+    check_reachable,
+    cpu_split,
+    run_level,
+    server_options,
+    settings_from_args,
+)
+from chatprobe.commands.probe import add_target_arguments, api_key_from, target_url
+from chatprobe.errors import UsageError
+from chatprobe.loadplan import LoadSettings, Mode
+from chatprobe.metrics import RequestRecord, parse_slos
+from chatprobe.reports.sweep import answer_sentence, describe_gate, write_report
+from chatprobe.sweep import (
+    LevelResult,
+    LevelSpec,
+    MeasuredLevel,
+    Sweep,
+    SweepConfig,
+    SweepResult,
+    plan_level_duration,
+    ttft_growth_ms,
+)
+
+SWEEP_SCHEMA = "chatprobe.sweep/1"
+WARMUP_FRACTION = 0.25  # of each level, discarded (ramp-up, the first burst of a closed loop)
+STABLE_LEVEL_E2E = 10.0  # a level shorter than this many E2E times may not reach a steady state
+_FIRST_OVERHEAD_S = 3.0  # a generator's start-up, until the baseline measures it
+_DURATION = re.compile(r"^(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s?)?$")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_target_arguments(parser)
+    parser.add_argument("--mode", choices=("concurrency", "rate"), default="concurrency",
+                        help="concurrency: closed loop, N users; rate: open loop, R requests/s (default concurrency)")
+    parser.add_argument("--min", type=float, dest="min_load", metavar="N",
+                        help="lowest load to try (default: 1 user / the one-user request rate)")
+    parser.add_argument("--max", type=float, dest="max_load", metavar="N",
+                        help="highest load to try (default 256 users / no cap on the rate)")
+    parser.add_argument("--budget", default="5m", metavar="DURATION",
+                        help="time for the whole sweep, e.g. 90s, 5m, 1h (default 5m)")
+    parser.add_argument("--repeats", type=int, default=1, metavar="K",
+                        help="searches to run; K >= 2 gives a 95 %% confidence interval (default 1)")
+    parser.add_argument("--level-duration", type=float, metavar="S",
+                        help="seconds per level (default: planned from --budget)")
+    parser.add_argument("--arrivals", choices=("poisson", "constant"), default="poisson",
+                        help="rate mode: arrivals (default poisson)")
+    parser.add_argument("--precision", type=float, default=0.05,
+                        help="bisection stops at this relative width (default 0.05; at least 1 user)")
+    parser.add_argument("--error-limit", type=float, default=0.05,
+                        help="a level failing more than this fraction of requests fails (default 0.05)")
+    add_request_arguments(parser)
+    parser.add_argument("--report-dir", metavar="DIR", default="chatprobe-sweep", help="default ./chatprobe-sweep")
+    parser.add_argument("--no-progress", action="store_true", help="no progress lines")
+
+
+def parse_duration(text: str) -> float:
+    """``90s``, ``5m``, ``1h``, ``1m30s`` or plain seconds -> seconds."""
+    m = _DURATION.match(text.strip().lower())
+    if not text.strip() or m is None or not any(m.groups()):
+        raise UsageError(f"bad duration {text!r}: expected e.g. 90s, 5m, 1h30m")
+    h, mins, s = (float(g) if g else 0.0 for g in m.groups())
+    total = h * 3600 + mins * 60 + s
+    if total <= 0:
+        raise UsageError(f"bad duration {text!r}: must be positive")
+    return total
+
+
+def _config(args: argparse.Namespace, budget_s: float) -> SweepConfig:
+    if args.repeats < 1:
+        raise UsageError("--repeats must be at least 1")
+    if not 0 < args.precision < 1:
+        raise UsageError("--precision must be between 0 and 1")
+    if not 0 <= args.error_limit < 1:
+        raise UsageError("--error-limit must be in [0, 1)")
+    for flag, value in (("--min", args.min_load), ("--max", args.max_load)):
+        if value is None:
+            continue
+        if value <= 0:
+            raise UsageError(f"{flag} must be positive, got {value:g}")
+        if args.mode == "concurrency" and value != int(value):
+            raise UsageError(f"{flag} must be a whole number of users in concurrency mode, got {value:g}")
+    if args.min_load is not None and args.max_load is not None and args.min_load > args.max_load:
+        raise UsageError("--min must not exceed --max")
+    duration = args.level_duration
+    if duration is None:
+        duration = plan_level_duration(budget_s, args.repeats, _FIRST_OVERHEAD_S)
+    elif duration <= 0:
+        raise UsageError("--level-duration must be positive")
+    if duration + _FIRST_OVERHEAD_S > budget_s:
+        raise UsageError(f"--budget {budget_s:g} s cannot hold even one level of {duration:g} s")
+    return SweepConfig(mode=args.mode, level_duration_s=duration, budget_s=budget_s,
+                       min_load=args.min_load, max_load=args.max_load, repeats=args.repeats,
+                       precision=args.precision, error_limit=args.error_limit,
+                       overhead_s=_FIRST_OVERHEAD_S)
+
+
+class _LevelRunner:
+    """One level = one generator run with the sweep's request settings and the level's load."""
+
+    def __init__(self, base: LoadSettings, out: Path, cpus: set[int] | None, arrivals: str) -> None:
+        self.base = base
+        self.out = out
+        self.cpus = cpus
+        self.arrivals = arrivals
+        self.count = 0
+
+    def __call__(self, spec: LevelSpec) -> LevelResult:
+        self.count += 1
+        load = f"{spec.users}u" if spec.users is not None else f"{spec.rate:g}rps"
+        level_dir = self.out / "levels" / f"{self.count:02d}-{spec.phase}-{load}"
+        closed = spec.users is not None
+        mode: Mode = "closed" if closed else ("constant" if self.arrivals == "constant" else "poisson")
+        settings = replace(
+            self.base, users=spec.users or 1, rate=None if closed else spec.rate,
+            mode=mode, duration_s=spec.duration_s,
+            warmup_s=round(spec.duration_s * WARMUP_FRACTION, 3), spawn_rate=None, stages=(),
+            report_dir=str(level_dir),
+        ).validate()
+        doc = run_level(settings, self.cpus)
+        result = LevelResult.from_summary(doc, _growth(doc, level_dir / "records.jsonl"))
+        result.details["report_dir"] = str(level_dir.relative_to(self.out))
+        return result
+
+
+def _growth(doc: dict[str, Any], records_file: Path) -> float | None:
+    """TTFT rise over the level's measured window (from its raw records)."""
+    if not records_file.is_file():
+        return None
+    w = doc["summary"]["window"]
+    start, end = w["start_ns"], w["end_ns"]
+    points = []
+    with open(records_file, encoding="utf-8") as f:
+        for line in f:
+            r = RequestRecord.from_json(json.loads(line))
+            ttft = r.ttft_ms
+            if r.ok and ttft is not None and start <= r.t_finished_ns <= end:
+                points.append(((r.t_sent_ns - start) / 1e9, ttft))
+    return ttft_growth_ms(points)
+
+
+class _Progress:
+    def __init__(self, enabled: bool, mode: str) -> None:
+        self.enabled = enabled
+        self.mode = mode
+
+    def __call__(self, event: str, data: dict[str, Any]) -> None:
+        if not self.enabled:
+            return
+        if event == "level_start":
+            spec: LevelSpec = data["spec"]
+            load = f"{spec.users} users" if spec.users is not None else f"{spec.rate:g} requests/s"
+            left = data["budget_s"] - data["elapsed_s"]
+            sys.stderr.write(f"sweep level {data['index']} ({spec.phase}, search {spec.repeat}): {load}"
+                             f" for {spec.duration_s:g} s | {data['elapsed_s']:.0f} s elapsed,"
+                             f" {left:.0f} s of the budget left\n")
+        elif event == "level_end":
+            lv: MeasuredLevel = data["level"]
+            verdict = "pass" if lv.acceptable else "FAIL: " + "; ".join(lv.problems)
+            r = lv.result
+            ttft = r.details.get("latency_ms", {}).get("ttft_ms", {}).get("p95")
+            tp = f"{r.throughput_rps:.2f}" if r.throughput_rps is not None else "-"
+            sys.stderr.write(f"  -> {tp} requests/s, TTFT p95 {ttft if ttft is None else round(ttft, 1)} ms:"
+                             f" {verdict}\n")
+        elif event == "early_stop":
+            sys.stderr.write(f"  early stop: {data['reason']}\n")
+        sys.stderr.flush()
+
+
+def run(args: argparse.Namespace) -> int:
+    t_start = time.monotonic()
+    started_at = datetime.now(UTC).isoformat(timespec="seconds")
+    api_key_from(args.api_key_env)
+    budget_s = parse_duration(args.budget)
+    config = _config(args, budget_s)
+    # Validate the request settings and SLOs before starting a server.
+    probe_settings = settings_from_args(args, args.target or "http://127.0.0.1:1", use_stages=False)
+    slos = parse_slos(probe_settings.slos)
+    if not slos.gates:
+        raise UsageError("a sweep needs at least one --slo gate to meet, e.g. --slo ttft_p95_ms=500"
+                         " or --slo user_tokens_per_s_p50=20")
+    out = Path(args.report_dir).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    server_cpu, generator_cpus = cpu_split(args.target is None)
+    progress = _Progress(not args.no_progress, args.mode)
+    with target_url(args.target, **server_options(args, server_cpu)) as url:
+        base = settings_from_args(args, url, use_stages=False)
+        if args.target is None and args.ignore_eos is None:
+            base = replace(base, ignore_eos=True)  # fixed output length in rehearsals
+        base = replace(base, progress=not args.no_progress)
+        check_reachable(url)
+        # The server's start-up counts against the budget too.
+        spent = time.monotonic() - t_start
+        config = replace(config, budget_s=max(budget_s - spent, 0.0))
+        runner = _LevelRunner(base, out, generator_cpus, args.arrivals)
+        result = Sweep(config, runner, time.monotonic, progress).run()
+    doc = build_document(result, args, base, budget_s, started_at, time.monotonic() - t_start)
+    (out / "sweep.json").write_text(json.dumps(doc, indent=2), encoding="utf-8")
+    html = write_report(doc, out / "sweep.html")
+    sys.stdout.write(doc["answer"]["sentence"] + "\n")
+    if result.stop.early:
+        sys.stdout.write(f"stopped early: {result.stop.reason}\n")
+    for warning in doc["warnings"]:
+        sys.stdout.write(f"warning: {warning}\n")
+    sys.stdout.write(f"report: {html}  (sweep.json, levels/ in {out})\n")
+    if result.stop.kind == "interrupted":
+        return 130
+    return 0 if result.answer.value is not None else 1
+
+
+def _warnings(result: SweepResult) -> list[str]:
+    """Signs that the figures are shaky: short levels, a saturated generator."""
+    out = []
+    e2e = [lv.result.details["latency_ms"]["e2e_ms"]["p50"] for lv in result.levels
+           if lv.result.details.get("latency_ms", {}).get("e2e_ms", {}).get("p50") is not None]
+    d = result.config.level_duration_s
+    if e2e and d < STABLE_LEVEL_E2E * max(e2e) / 1000:
+        out.append(f"levels of {d:g} s are short for requests of up to {max(e2e) / 1000:.2f} s (E2E p50):"
+                   f" at least {STABLE_LEVEL_E2E:g} x that ({STABLE_LEVEL_E2E * max(e2e) / 1000:.0f} s) lets"
+                   " each level settle (--level-duration, or a larger --budget)")
+    untrusted = [lv for lv in result.levels if not lv.result.details.get("trustworthy", True)]
+    if untrusted:
+        out.append(f"{len(untrusted)} level(s) had a saturated generator: their latencies describe the client")
+    return out
+
+
+def build_document(result: SweepResult, args: argparse.Namespace, base: LoadSettings, budget_s: float,
+                   started_at: str, duration_s: float) -> dict[str, Any]:
+    cfg = result.config
+    slo_texts = [describe_gate(g) for g in parse_slos(base.slos).gates]
+    answer = result.answer.to_json()
+    stop = result.stop.to_json()
+    answer["unit"] = "users" if cfg.mode == "concurrency" else "requests/s"
+    answer["slos"] = slo_texts
+    answer["sentence"] = answer_sentence(answer, stop, slo_texts, args.arrivals)
+    embedded = None
+    if args.target is None:
+        embedded = {k: v for k, v in server_options(args, None).items() if k != "cpu"}
+    return {
+        "schema": SWEEP_SCHEMA,
+        "warnings": _warnings(result),
+        "tool": {"name": "chatprobe", "version": __version__},
+        "settings": {
+            "mode": cfg.mode, "arrivals": args.arrivals if cfg.mode == "rate" else None,
+            "min": cfg.min_load, "max": cfg.max_load, "budget_s": budget_s, "repeats": cfg.repeats,
+            "level_duration_s": cfg.level_duration_s,
+            "warmup_s": round(cfg.level_duration_s * WARMUP_FRACTION, 3),
+            "precision": cfg.precision, "error_limit": cfg.error_limit, "slos": list(base.slos),
+            "target": base.target, "dialect": base.dialect, "model": base.model,
+            "embedded_server": embedded, "load_settings": base.to_json(),
+        },
+        "run": {"started_at": started_at, "duration_s": round(duration_s, 3),
+                "interrupted": result.stop.kind == "interrupted", "levels": len(result.levels)},
+        "answer": answer,
+        "stop": stop,
+        "early_stops": list(result.early_stops),
+        "knee": result.knee,
+        "baseline": result.baseline.to_json() if result.baseline else None,
+        "levels": [lv.to_json() for lv in result.levels],
+    }
