@@ -9,8 +9,9 @@ pinned to CPU 0:
 * ``chatprobe-httpx``: the same users on httpx under gevent (the alternative client);
 * ``typical``: benchmarks/typical_locustfile.py (FastHttpUser.iter_lines + json.loads).
 
-tokens/s per core = tokens parsed / generator CPU seconds (getrusage of the
-generator process tree). Also printed: chatprobe's TTFT p50 / p99 against the
+tokens/s per core = tokens parsed / the generator's CPU seconds during the
+load (process time from test start to stop, for both: start-up, and
+chatprobe's report writing, excluded). Also printed: chatprobe's TTFT p50 / p99 against the
 nominal 50 ms, and its health flag.
 
     PYTHONPATH=src .venv/bin/python benchmarks/load_cost.py [--users 64 128] [--duration 8]
@@ -86,12 +87,12 @@ def run_typical(url: str, users: int, duration: float) -> dict[str, float | str]
     cpu = _children_cpu() - cpu0
     line = next(x for x in proc.stdout.splitlines() if x.startswith("TYPICAL "))
     total = json.loads(line[len("TYPICAL "):])
-    # Its whole process, start-up included (~1 s of imports): the figure favours it slightly
-    # less than chatprobe's in-window CPU, so both are also shown per wall second.
+    # Its CPU between test start and stop, as chatprobe's (start-up and report excluded).
+    run_cpu, wall = total["cpu_s"], total["wall_s"]
     return {
-        "tokens_per_s": total["tokens"] / duration,
-        "cpu_percent": 100 * cpu / duration,
-        "tokens_per_core_s": total["tokens"] / cpu if cpu else 0.0,
+        "tokens_per_s": total["tokens"] / wall,
+        "cpu_percent": 100 * run_cpu / wall,
+        "tokens_per_core_s": total["tokens"] / run_cpu if run_cpu else 0.0,
         "ttft_p50": float("nan"),
         "ttft_p99": float("nan"),
         "trust": "-",

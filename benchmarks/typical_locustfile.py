@@ -1,18 +1,22 @@
 """The plain locustfile a typical user writes (the baseline of benchmarks/load_cost.py).
 
 FastHttpUser, stream=True, read lines, json.loads per data line, count
-content deltas. At exit it prints one JSON line: tokens parsed and requests.
+content deltas. At exit it prints one JSON line: tokens parsed, requests, and
+the process CPU seconds and wall seconds between test start and test stop (the
+same in-run window chatprobe's own CPU figure covers: start-up excluded).
 """
 
 from __future__ import annotations
 
 import json
 import sys
+import time
 from typing import Any
 
 from locust import FastHttpUser, events, task
 
-TOTAL = {"tokens": 0, "requests": 0}
+TOTAL: dict[str, float] = {"tokens": 0, "requests": 0}
+_START: dict[str, float] = {}
 MAX_TOKENS = 256
 
 
@@ -29,7 +33,18 @@ class TypicalUser(FastHttpUser):
         TOTAL["requests"] += 1
 
 
-@events.quitting.add_listener  # type: ignore[misc]
+@events.test_start.add_listener  # type: ignore[untyped-decorator]
+def _start(environment: Any, **_: Any) -> None:
+    _START["cpu"], _START["wall"] = time.process_time(), time.perf_counter()
+
+
+@events.test_stop.add_listener  # type: ignore[untyped-decorator]
+def _stop(environment: Any, **_: Any) -> None:
+    TOTAL["cpu_s"] = time.process_time() - _START["cpu"]
+    TOTAL["wall_s"] = time.perf_counter() - _START["wall"]
+
+
+@events.quitting.add_listener  # type: ignore[untyped-decorator]
 def _report(environment: Any, **_: Any) -> None:
     sys.stdout.write("TYPICAL " + json.dumps(TOTAL) + "\n")
     sys.stdout.flush()

@@ -24,6 +24,7 @@ gevent (``client: httpx`` in the settings selects that one).
 
 from __future__ import annotations
 
+import _socket
 import contextlib
 import itertools
 import os
@@ -36,12 +37,13 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import gevent
+import gevent.event
 import gevent.lock
 import gevent.pool
 import gevent.socket
 import gevent.ssl
 import orjson
-from geventhttpclient._parser import HTTPParseError
+from geventhttpclient._parser import HTTPParseError, HTTPResponseParser
 from geventhttpclient.response import HTTPResponse
 from locust import LoadTestShape, User, events, task
 from locust.env import Environment
@@ -229,29 +231,58 @@ class _Parser(HTTPResponse):
 
     def _on_headers_complete(self) -> int | bool | None:
         result = super()._on_headers_complete()
-        self.ex.status = self.get_code()
+        ex = self.ex
+        ex.status = self.get_code()
+        ex.decoding = ex.stream and ex.status == 200
         return result
 
     def _on_body(self, buf: bytearray) -> None:
+        # llhttp calls this once per chunk of the chunked body (about one per event);
+        # the pieces of one recv() are decoded together by feed() below.
         self.body_bytes += len(buf)
         if self.body_bytes > _MAX_BODY_BYTES:
             raise _Failure("http.body_too_large")
-        self.ex.on_body(bytes(buf))
+        self.ex.pending.append(bytes(buf))  # llhttp reuses buf
+
+    def feed(self, data: bytes) -> None:  # type: ignore[override]
+        """Parse one recv()'s bytes, then hand its whole body to the exchange at once:
+        one SSE-decoder call per read, not per chunk (the same events and stamps,
+        as the decoder is split-invariant and every piece has the read's stamp)."""
+        _llhttp_feed(self, data)
+        if self.ex.pending:
+            self.ex.take_pending()
+
+
+# llhttp's own feed: HTTPResponse.feed only adds a recovery for HEAD responses (we send POST).
+_llhttp_feed: Callable[[HTTPResponseParser, bytes], None] = HTTPResponseParser.feed
 
 
 class _Exchange:
     """One request's decoding state; feeds the record as bytes arrive."""
 
-    __slots__ = ("body", "decoder", "now", "record", "status", "stream", "validator")
+    __slots__ = ("body", "decoder", "decoding", "now", "pending", "record", "status", "stream", "validator")
 
     def __init__(self, record: RequestRecord, profile: Profile, req: _Prepared, check_schema: bool) -> None:
         self.record = record
         self.stream = req.stream
+        self.decoding = False  # a 200 stream: body bytes go to the SSE decoder
         self.decoder = SSEDecoder()
         self.validator = StreamValidator(profile, req.body, check_schema=check_schema)
         self.body: list[bytes] = []
-        self.now = 0
+        self.pending: list[bytes] = []  # body pieces of the recv() being parsed
+        self.now = 0  # perf_counter_ns of the recv() being parsed
         self.status = 0
+
+    def take_pending(self) -> None:
+        pending = self.pending
+        data = pending[0] if len(pending) == 1 else b"".join(pending)
+        pending.clear()
+        if self.decoding:
+            events = self.decoder.feed(data, self.now)
+            if events:
+                self.validator.feed(events)
+        else:
+            self.body.append(data)
 
     def on_body(self, data: bytes) -> None:
         if self.stream and self.status == 200:
@@ -276,8 +307,9 @@ class _Exchange:
             v.feed(events)
         v.finish(complete=complete)
         res = v.result
-        for t in res.token_arrivals_ns:
-            r.add_token_event(t)
+        if res.token_arrivals_ns:
+            r.t_first_token_ns = res.token_arrivals_ns[0]
+            r.token_arrivals_ns.extend(res.token_arrivals_ns)
         r.t_first_choices_ns = res.first_choices_ns
         usage = res.usage if isinstance(res.usage, dict) else None
         completion = usage.get("completion_tokens") if usage else None
@@ -320,21 +352,120 @@ class _Exchange:
 
 
 class _Connection:
-    """One keep-alive HTTP/1.1 connection on a gevent socket."""
+    """One keep-alive HTTP/1.1 connection.
+
+    Plain TCP (the usual case) keeps a non-blocking stdlib socket and a libev
+    read watcher: the response is read from the watcher's callback, in gevent's
+    hub, one recv() per readiness and no greenlet switch per read (a switch and
+    gevent's recv wrapper per event were the largest per-token cost). TLS keeps
+    a gevent socket read by the user's greenlet.
+    """
 
     def __init__(self, b: _RequestBuilder, read_timeout_s: float) -> None:
         sock = gevent.socket.create_connection((b.host, b.port), timeout=min(read_timeout_s, 10.0))
         sock.setsockopt(_stdsocket.IPPROTO_TCP, _stdsocket.TCP_NODELAY, 1)
+        self.reusable = True
+        self.raw: _socket.socket | None = None
+        self.sock: Any = None
         if b.tls:
             sock = gevent.ssl.create_default_context().wrap_socket(sock, server_hostname=b.host)
-        sock.settimeout(read_timeout_s)
-        self.sock = sock
-        self.reusable = True
+            sock.settimeout(read_timeout_s)
+            self.sock = sock
+            return
+        raw = _socket.socket(fileno=sock.detach())
+        raw.setblocking(False)
+        self.raw = raw
+        loop = gevent.get_hub().loop
+        self.reader = loop.io(raw.fileno(), 1)
+        self.writer = loop.io(raw.fileno(), 2)
 
     def close(self) -> None:
         self.reusable = False
-        with contextlib.suppress(OSError):
-            self.sock.close()
+        if self.raw is not None:
+            self.reader.stop()  # a watcher must not outlive its fd
+            self.writer.stop()
+            self.reader.close()
+            self.writer.close()
+            with contextlib.suppress(OSError):
+                self.raw.close()
+        else:
+            with contextlib.suppress(OSError):
+                self.sock.close()
+
+
+class _Stale(Exception):
+    """A reused keep-alive socket the server had closed: resend once on a new one."""
+
+
+class _WatchedRead:
+    """Reads one response on a plain-TCP connection from its libev watcher callback.
+
+    ``on_readable`` runs in the hub: one recv(), the stamp, llhttp, then the
+    SSE decoder and validator through :class:`_Parser`. It never blocks and
+    never raises; it ends by stopping the watcher and setting ``done``.
+    """
+
+    __slots__ = ("conn", "done", "ex", "outcome", "parser", "reused")
+
+    def __init__(self, conn: _Connection, ex: _Exchange, parser: _Parser, reused: bool) -> None:
+        self.conn = conn
+        self.ex = ex
+        self.parser = parser
+        self.reused = reused
+        self.done = gevent.event.Event()
+        self.outcome: BaseException | None = None  # None: the response is complete
+
+    def _end(self, outcome: BaseException | None) -> None:
+        self.conn.reader.stop()
+        self.outcome = outcome
+        self.done.set()
+
+    def on_readable(self) -> None:
+        ex = self.ex
+        r = ex.record
+        assert self.conn.raw is not None
+        try:
+            data = self.conn.raw.recv(_RECV_BYTES)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            self._end(_Stale() if self.reused and r.t_first_byte_ns is None else _Failure("reset"))
+            return
+        ex.now = now = time.perf_counter_ns()
+        parser = self.parser
+        try:
+            if not data:
+                self._eof(now)
+                return
+            if r.t_first_byte_ns is None:
+                r.t_first_byte_ns = now
+            parser.feed(data)
+            if parser.message_complete:
+                r.t_end_ns = now
+                self._end(None)
+        except _Failure as failure:
+            self._end(failure)
+        except HTTPParseError:  # garbage on the wire
+            self._end(_Failure("http.parse"))
+        except Exception as exc:  # a bug of ours: counted with its name, never fatal to the run
+            self._end(_Failure(f"client error: {type(exc).__name__}: {exc}"[:200]))
+
+    def _eof(self, now: int) -> None:
+        r = self.ex.record
+        parser = self.parser
+        if self.reused and r.t_first_byte_ns is None:
+            self._end(_Stale())
+            return
+        r.t_end_ns = now
+        self.conn.reusable = False
+        if parser.headers_complete:
+            # EOF ends a body delimited by the connection's close, and cuts any other.
+            with contextlib.suppress(HTTPParseError):
+                parser.feed(b"")
+            if parser.message_complete:
+                self._end(None)
+                return
+        self._end(_Failure("reset"))
 
 
 class _GeventClient:
@@ -346,7 +477,6 @@ class _GeventClient:
         self.idle: list[_Connection] = []
 
     def exchange(self, ex: _Exchange, req: _Prepared) -> None:
-        r = ex.record
         conn = self.idle.pop() if self.idle else None
         reused = conn is not None
         if conn is None:
@@ -356,8 +486,58 @@ class _GeventClient:
                 raise _Failure("connect timeout") from None
             except OSError as exc:
                 raise _Failure(f"connect: {exc.strerror or exc}") from None
-        payload = self.b.head(req, r.request_id) + req.body_json
+        payload = self.b.head(req, ex.record.request_id) + req.body_json
         parser = _Parser(ex)
+        try:
+            if conn.raw is not None:
+                self._watched(conn, ex, parser, payload, reused)
+            else:
+                self._blocking(conn, ex, parser, payload, reused)
+        except _Stale:
+            conn.close()
+            self.close()
+            return self.exchange(ex, req)
+        except BaseException:  # includes gevent.Timeout (the whole-request limit)
+            conn.close()
+            raise
+        if parser.should_keep_alive() and conn.reusable:
+            self.idle.append(conn)
+        else:
+            conn.close()
+        ex.finish(complete=True)
+        return None
+
+    def _watched(self, conn: _Connection, ex: _Exchange, parser: _Parser, payload: bytes, reused: bool) -> None:
+        r = ex.record
+        raw = conn.raw
+        assert raw is not None
+        read = _WatchedRead(conn, ex, parser, reused)
+        r.t_sent_ns = time.perf_counter_ns()
+        try:
+            view = memoryview(payload)
+            while view:
+                with contextlib.suppress(BlockingIOError):
+                    view = view[raw.send(view):]
+                if view:
+                    gevent.get_hub().wait(conn.writer)
+        except OSError:
+            raise _Stale() if reused else _Failure("reset") from None
+        conn.reader.start(read.on_readable)
+        try:
+            # The watcher does the reading; this greenlet only enforces the read timeout
+            # (silence on the wire since the last recv, or since the request went out).
+            limit_ns = int(self.s.read_timeout_s * 1e9)
+            while not read.done.wait(timeout=(limit_ns - (time.perf_counter_ns() - max(ex.now, r.t_sent_ns))) / 1e9):
+                if time.perf_counter_ns() - max(ex.now, r.t_sent_ns) >= limit_ns:
+                    raise _Failure("timeout")
+        finally:
+            conn.reader.stop()
+        if read.outcome is not None:
+            raise read.outcome
+
+    def _blocking(self, conn: _Connection, ex: _Exchange, parser: _Parser, payload: bytes, reused: bool) -> None:
+        """TLS: the user's greenlet reads its gevent socket."""
+        r = ex.record
         sock = conn.sock
         try:
             r.t_sent_ns = time.perf_counter_ns()
@@ -367,9 +547,9 @@ class _GeventClient:
                 ex.now = now = time.perf_counter_ns()
                 if not data:
                     if reused and r.t_first_byte_ns is None:
-                        raise ConnectionResetError  # a stale keep-alive socket: retried below
+                        raise _Stale
                     r.t_end_ns = now
-                    conn.close()
+                    conn.reusable = False
                     if parser.headers_complete:
                         # EOF ends a body delimited by the connection's close, and cuts any other.
                         with contextlib.suppress(HTTPParseError):
@@ -383,31 +563,18 @@ class _GeventClient:
                 if parser.message_complete:
                     r.t_end_ns = now
                     break
-        except _Failure:
-            conn.close()
+        except (_Failure, _Stale):
             raise
         except TimeoutError:
-            conn.close()
             raise _Failure("timeout") from None
         except OSError:
-            conn.close()
             if reused and r.t_first_byte_ns is None:
-                # The server closed an idle keep-alive socket: resend once on a new one.
-                self.close()
-                return self.exchange(ex, req)
+                raise _Stale from None
             raise _Failure("reset") from None
         except HTTPParseError:  # garbage on the wire
-            conn.close()
             raise _Failure("http.parse") from None
         except Exception as exc:  # a bug of ours: counted with its name, never fatal to the run
-            conn.close()
             raise _Failure(f"client error: {type(exc).__name__}: {exc}"[:200]) from None
-        if parser.should_keep_alive() and conn.reusable:
-            self.idle.append(conn)
-        else:
-            conn.close()
-        ex.finish(complete=True)
-        return None
 
     def close(self) -> None:
         for c in self.idle:
@@ -633,6 +800,8 @@ class HealthMonitor:
     """This process's CPU and gevent loop lag (a greenlet sleeping 10 ms, oversleep).
 
     CPU is process time over wall time per second (100 % = one core busy).
+    ``stop()`` freezes the mean at the end of the load, so writing the records
+    and the summary afterwards is not charged to the generator.
     """
 
     PERIOD_S = 0.010
@@ -644,6 +813,7 @@ class HealthMonitor:
         self._greenlet: gevent.Greenlet[Any, Any] | None = None
         self.t_start_cpu = time.process_time()
         self.t_start_wall = time.perf_counter()
+        self._stopped_at: tuple[float, float] | None = None  # (cpu, wall) when stopped
 
     def start(self) -> None:
         self.t_start_cpu = time.process_time()
@@ -651,6 +821,8 @@ class HealthMonitor:
         self._greenlet = gevent.spawn(self._run)
 
     def stop(self) -> None:
+        if self._stopped_at is None:
+            self._stopped_at = (time.process_time(), time.perf_counter())
         if self._greenlet is not None:
             self._greenlet.kill(block=False)
 
@@ -670,8 +842,9 @@ class HealthMonitor:
                 last_cpu, last_wall = cpu, wall
 
     def to_json(self) -> dict[str, Any]:
-        wall = time.perf_counter() - self.t_start_wall
-        cpu = time.process_time() - self.t_start_cpu
+        cpu_now, wall_now = self._stopped_at or (time.process_time(), time.perf_counter())
+        wall = wall_now - self.t_start_wall
+        cpu = cpu_now - self.t_start_cpu
         return {
             "pid": os.getpid(),
             "cpu_percent_mean": 100.0 * cpu / wall if wall > 0 else None,

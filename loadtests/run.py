@@ -190,6 +190,8 @@ def run_main(s: LoadSettings) -> int:
         stop.wait(min(remaining, 0.25))
     t_stop_ns = time.perf_counter_ns()
     cl.state.stopping = True
+    if cl.state.health is not None:
+        cl.state.health.stop()  # the generator's CPU is that of the load, not of the report
     progress.show((t_stop_ns - t0_ns) / 1e9, runner.user_count, final=True)
 
     finals_missing: list[str] = []

@@ -20,7 +20,8 @@ token-bearing event. How a dialect frames its stream comes from its profile
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import re
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,6 +35,16 @@ from chatprobe.sse import Event
 CONSTANT_FIELDS = ("id", "model", "created")
 # ... and per choice (Adaptive puts model and completion_id on each choice).
 CHOICE_CONSTANT_FIELDS = ("model",)
+# (field, key in StreamValidator._first) pairs, built once: every chunk is checked
+# against them, and formatting the keys per chunk was a measurable part of a load run.
+_CHUNK_KEYS = tuple((name, f"/{name}") for name in CONSTANT_FIELDS)
+_MISSING = object()
+# What a JSON string literal cannot hold raw: with none of these between a
+# template's prefix and suffix, the event parses as the template with only its
+# token string changed (see _Template).
+_NOT_RAW_JSON = re.compile(r'["\\\x00-\x1f]').search
+_PROBE = "chatprobe-template-probe"
+_LEARN_BUDGET = 4  # verification parses per stream before giving up on templates
 # Schema rules a more specific stream rule below reports under its own name
 # (schema rule names as chatprobe.specs derives them, wrapper key stripped).
 _COVERED_SCHEMA_RULES = (
@@ -93,6 +104,31 @@ class StreamResult:
         return choice.text if choice else ""
 
 
+@dataclass(slots=True)
+class _Template:
+    """The token fast path: an event whose data is ``prefix + token + suffix``.
+
+    Learned from an event the full path just handled without a finding, whose
+    chunk is one token string and nothing else that changes state (one
+    choice, ``delta`` = ``{"content": ...}`` plus constant fields, no role,
+    finish_reason, usage, logprobs, tool calls or reasoning; or Elastic's one
+    ``{"delta": ...}`` part). ``prefix`` ends just inside that string literal's
+    opening quote and ``suffix`` starts at its closing quote, and a second parse
+    with a probe token in between proved that the literal is that field. When
+    ``token`` holds no ``"``, backslash or control character, the event is that
+    same JSON with only the token changed, so the full path would make exactly
+    the updates :meth:`StreamValidator._fast_event` makes (given the state it
+    checks), with no finding. tests/load/test_token_fast_path.py checks the
+    two paths agree on every catalogue stream.
+    """
+
+    prefix: str
+    suffix: str
+    choice: ChoiceState
+    chat: bool  # chat deltas (else Elastic's completion parts)
+    used: bool = False
+
+
 class StreamValidator:
     def __init__(
         self,
@@ -101,6 +137,7 @@ class StreamValidator:
         *,
         check_schema: bool = True,
         role_required: bool = True,
+        fast_path: bool = True,
     ) -> None:
         self.profile = profile = load_profile(profile)
         fr = profile.framing
@@ -124,6 +161,15 @@ class StreamValidator:
         self._in_band_error = False
         n = request.get("n") if request else None
         self._n: int | None = n if isinstance(n, int) and not isinstance(n, bool) else None
+        # Highest legal choice index + 1 (None: cannot tell without the request).
+        self._choice_limit = self._n if self._n is not None else (1 if request is not None else None)
+        self._choice_keys: dict[int, tuple[tuple[str, str], ...]] = {}  # index -> its _first keys
+        # The token fast path (see _Template): only without per-chunk schema validation,
+        # whose verdict could depend on the token itself.
+        self._template: _Template | None = None
+        self._learn_budget = _LEARN_BUDGET if fast_path and not check_schema else 0
+        self._fast_types = self.data_events - self.error_events
+        self.fast_events = 0  # events the fast path handled (diagnostics, tests)
         # Whether a usage chunk is due: None = cannot tell (no request known, or the
         # profile says usage never streams), else True / False.
         self._usage_requested: bool | None = None
@@ -137,8 +183,103 @@ class StreamValidator:
     def feed(self, events: Iterable[Event]) -> list[Finding]:
         start = len(self.findings)
         for event in events:
-            self._event(event)
+            template = self._template
+            if template is None or not self._fast_event(template, event):
+                self._event(event)
         return self.findings[start:]
+
+    def _fast_event(self, template: _Template, ev: Event) -> bool:
+        """Handle ``ev`` as the template's token event if it is one; else False."""
+        data = ev.data
+        prefix, suffix = template.prefix, template.suffix
+        end = len(data) - len(suffix)
+        if end < len(prefix) or not data.startswith(prefix) or not data.endswith(suffix):
+            return False
+        token = data[len(prefix):end]
+        if _NOT_RAW_JSON(token) is not None or ev.type not in self._fast_types:
+            return False
+        res = self.result
+        choice = template.choice
+        if res.terminator_seen or self._ended_by_error:
+            return False
+        if template.chat:
+            if res.usage is not None or choice.finish_reason is not None:
+                return False  # the full path reports these
+            choice.deltas += 1
+        res.chunks += 1
+        choice.text += token
+        if token and ev.arrival_ns is not None:
+            res.token_arrivals_ns.append(ev.arrival_ns)
+        template.used = True
+        self.fast_events += 1
+        return True
+
+    def _learn(self, ev: Event, obj: Any) -> None:
+        """Make ``ev`` (just handled by the full path, no finding) the template if it qualifies."""
+        found = self._token_field(obj)
+        if found is None:
+            return
+        token = found[0]
+        if not token or _NOT_RAW_JSON(token) is not None or token == _PROBE:
+            return
+        if self.terminator is not None and "{" in self.terminator:
+            return  # an event must never be able to look like the terminator
+        data = ev.data
+        literal = f'"{token}"'
+        for at in dict.fromkeys((data.rfind(literal), data.find(literal))):
+            if at < 0 or self._learn_budget <= 0:
+                return
+            if self._template is not None and not self._template.used:
+                self._learn_budget -= 1  # templates that never match: stop paying for them
+            self._learn_budget -= 1
+            prefix, suffix = data[: at + 1], data[at + 1 + len(token):]
+            try:
+                probe = orjson.loads(prefix + _PROBE + suffix)
+            except orjson.JSONDecodeError:
+                continue
+            moved = self._token_field(probe)
+            if moved is None or moved[0] != _PROBE:
+                continue
+            moved[1](token)
+            if probe == obj:
+                choice = self.result.choices[0] if self.chunk_kind == "completion" else None
+                if choice is None:
+                    index = self._chat_choices(obj)[0]["index"]
+                    choice = self.result.choices[index]
+                self._template = _Template(prefix, suffix, choice, self.chunk_kind != "completion")
+                return
+
+    def _chat_choices(self, obj: Any) -> list[Any]:
+        chunk = obj[self.wrapper] if self.wrapper is not None else obj
+        choices: list[Any] = chunk["choices"]
+        return choices
+
+    def _token_field(self, obj: Any) -> tuple[str, Callable[[str], None]] | None:
+        """The one token string of a chunk that changes nothing else, and a setter for it."""
+        if not isinstance(obj, dict):
+            return None
+        chunk = obj.get(self.wrapper) if self.wrapper is not None else obj
+        if self.chunk_kind == "completion":
+            if not isinstance(chunk, list) or len(chunk) != 1 or not isinstance(chunk[0], dict):
+                return None
+            part = chunk[0]
+            token = part.get("delta")
+            return (token, lambda t: part.__setitem__("delta", t)) if isinstance(token, str) else None
+        if not isinstance(chunk, dict) or isinstance(chunk.get("usage"), dict):
+            return None
+        choices = chunk.get("choices")
+        if not isinstance(choices, list) or len(choices) != 1 or not isinstance(choices[0], dict):
+            return None
+        raw = choices[0]
+        delta = raw.get("delta")
+        index = raw.get("index")
+        if (not isinstance(delta, dict) or not isinstance(index, int) or isinstance(index, bool)
+                or raw.get("finish_reason") is not None or isinstance(raw.get("logprobs"), dict)):
+            return None
+        if any(delta.get(k) is not None for k in ("role", "reasoning_content", "reasoning", "tool_calls")):
+            return None
+        token = delta.get("content")
+        return (token, lambda t: delta.__setitem__("content", t)) if isinstance(token, str) else None
 
     def _add(self, finding: Finding, once: str | None = None) -> None:
         if once is not None:
@@ -149,6 +290,7 @@ class StreamValidator:
 
     def _event(self, ev: Event) -> None:
         res = self.result
+        findings_before = len(self.findings)
         if res.terminator_seen or self._ended_by_error:
             self._after_terminator += 1
             what = "terminator" if res.terminator_seen else "error event"
@@ -237,6 +379,8 @@ class StreamValidator:
             self._completion_chunk(chunk, ev)
         elif isinstance(chunk, dict):
             self._chat_chunk(chunk, ev)
+        if self._learn_budget > 0 and len(self.findings) == findings_before:
+            self._learn(ev, obj)
 
     # ------------------------------------------------------- completion (Elastic)
     def _completion_chunk(self, chunk: Any, ev: Event) -> None:
@@ -258,16 +402,17 @@ class StreamValidator:
             choice = self.result.choices[index] = ChoiceState(index)
         return choice
 
-    def _consistent(self, obj: dict[str, Any], ev: Event, names: Iterable[str], where: str = "") -> None:
-        """``names`` of ``obj`` (the chunk, or one choice at ``where``) keep their first value."""
-        for name in names:
-            if name not in obj:
+    def _consistent(self, obj: dict[str, Any], ev: Event, keys: Iterable[tuple[str, str]]) -> None:
+        """Fields of ``obj`` (the chunk, or one choice) keep their first value; ``keys``
+        pairs each field name with its key in ``_first`` (its JSON pointer)."""
+        seen = self._first
+        for name, key in keys:
+            value = obj.get(name, _MISSING)
+            if value is _MISSING:
                 continue
-            value = obj[name]
-            key = f"{where}/{name}"
-            first = self._first.get(key)
+            first = seen.get(key)
             if first is None:
-                self._first[key] = (value, ev.offset)
+                seen[key] = (value, ev.offset)
                 if key == "/id" and isinstance(value, str):
                     self.result.ids.add(value)
             elif value != first[0]:
@@ -283,7 +428,7 @@ class StreamValidator:
 
     def _chat_chunk(self, chunk: dict[str, Any], ev: Event) -> None:
         res = self.result
-        self._consistent(chunk, ev, CONSTANT_FIELDS)
+        self._consistent(chunk, ev, _CHUNK_KEYS)
         choices = chunk.get("choices")
         usage = chunk.get("usage")
         if res.usage is not None:
@@ -302,13 +447,13 @@ class StreamValidator:
         if choices and res.first_choices_ns is None:
             res.first_choices_ns = ev.arrival_ns
         bearing = False
+        limit = self._choice_limit
         for position, raw in enumerate(choices):
             if not isinstance(raw, dict):
                 continue
             index = raw.get("index")
             if not isinstance(index, int) or isinstance(index, bool):
                 continue  # the schema reports a missing / mistyped index
-            limit = self._n if self._n is not None else (1 if self.request is not None else None)
             if index < 0 or (limit is not None and index >= limit):
                 self._add(
                     error(
@@ -319,8 +464,16 @@ class StreamValidator:
                     ),
                     once="stream.choice_index",
                 )
-            self._consistent(raw, ev, CHOICE_CONSTANT_FIELDS, f"/choices/{index}")
-            bearing |= self._choice_delta(self._choice(index), raw, position, ev)
+            keys = self._choice_keys.get(index)
+            if keys is None:
+                keys = self._choice_keys[index] = tuple(
+                    (name, f"/choices/{index}/{name}") for name in CHOICE_CONSTANT_FIELDS)
+            self._consistent(raw, ev, keys)
+            choice = res.choices.get(index)
+            if choice is None:
+                choice = res.choices[index] = ChoiceState(index)
+            if self._choice_delta(choice, raw, position, ev):
+                bearing = True
         if bearing and ev.arrival_ns is not None:
             res.token_arrivals_ns.append(ev.arrival_ns)
 
@@ -337,20 +490,20 @@ class StreamValidator:
             or (isinstance(reasoning, str) and reasoning)
             or (isinstance(tool_calls, list) and tool_calls)
         )
-        pointer = f"/choices/{position}"
         if choice.deltas == 0 and self.role_required and delta.get("role") != "assistant":
             self._add(
                 error(
                     "stream.role_missing",
                     f"choice {choice.index}'s first delta has no role: assistant ({_excerpt(ev.data)!r})",
                     offset=ev.offset,
-                    pointer=f"{pointer}/delta/role",
+                    pointer=f"/choices/{position}/delta/role",
                 ),
                 once=f"stream.role_missing:{choice.index}",
             )
         choice.deltas += 1
-        if isinstance(delta.get("role"), str):
-            choice.role = delta["role"]
+        role = delta.get("role")
+        if isinstance(role, str):
+            choice.role = role
         if choice.finish_reason is not None and (bearing or finish is not None):
             self._add(
                 error(
@@ -359,7 +512,7 @@ class StreamValidator:
                     f"{'another finish_reason' if finish is not None else 'content'} after finish_reason "
                     f"{choice.finish_reason!r}",
                     offset=ev.offset,
-                    pointer=pointer,
+                    pointer=f"/choices/{position}",
                 ),
                 once=f"stream.after_finish:{choice.index}",
             )
@@ -367,13 +520,14 @@ class StreamValidator:
             choice.text += content
         if isinstance(reasoning, str):
             choice.reasoning += reasoning
-        if isinstance(raw.get("logprobs"), dict):
-            content_lp = raw["logprobs"].get("content")
+        logprobs = raw.get("logprobs")
+        if isinstance(logprobs, dict):
+            content_lp = logprobs.get("content")
             if isinstance(content_lp, list):
                 choice.logprobs.extend(content_lp)
         if isinstance(tool_calls, list):
             for k, call in enumerate(tool_calls):
-                self._tool_delta(choice, call, f"{pointer}/delta/tool_calls/{k}", ev)
+                self._tool_delta(choice, call, f"/choices/{position}/delta/tool_calls/{k}", ev)
         if finish is not None:
             if finish not in self.finish_reasons:
                 self._add(
@@ -381,7 +535,7 @@ class StreamValidator:
                         "stream.finish_reason_invalid",
                         f"finish_reason {finish!r} is not one of {sorted(self.finish_reasons)}",
                         offset=ev.offset,
-                        pointer=f"{pointer}/finish_reason",
+                        pointer=f"/choices/{position}/finish_reason",
                     )
                 )
             if choice.finish_reason is None:
