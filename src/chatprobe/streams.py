@@ -79,6 +79,9 @@ class ChoiceState:
     finish_reason: str | None = None
     finish_offset: int | None = None
     tool_calls: dict[int, ToolCallState] = field(default_factory=dict)
+    # wire index -> key in tool_calls, once a second call reused the index: its later
+    # deltas belong to it (only the reuse is reported, not the concatenation it causes)
+    tool_alias: dict[int, int] = field(default_factory=dict)
     logprobs: list[Any] = field(default_factory=list)
     deltas: int = 0
 
@@ -560,6 +563,8 @@ class StreamValidator:
             index = -1 - len(choice.tool_calls)  # keep going: treat it as its own call
         raw_fn = call.get("function")
         fn: dict[str, Any] = raw_fn if isinstance(raw_fn, dict) else {}
+        wire_index = index
+        index = choice.tool_alias.get(index, index)
         state = choice.tool_calls.get(index)
         call_id = call.get("id")
         if state is not None and isinstance(call_id, str) and state.id is not None and call_id != state.id:
@@ -573,8 +578,8 @@ class StreamValidator:
                 ),
                 once="tools.index_reused",
             )
-            state = None  # count the new call separately
-            index = -100 - len(choice.tool_calls)
+            state = None  # count the new call separately, and route its later deltas to it
+            index = choice.tool_alias[wire_index] = -100 - len(choice.tool_calls)
         if state is None:
             state = choice.tool_calls[index] = ToolCallState(index=index, first_offset=ev.offset)
             missing = [

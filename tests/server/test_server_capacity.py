@@ -83,3 +83,24 @@ def test_queued_request_starts_after_the_first_finishes() -> None:
     for record in (a, b):
         for k, written in enumerate(record["token_ns"]):
             assert written >= record["started_ns"] + 2 * MS + k * 4 * MS - TIMER_RESOLUTION
+
+
+def test_max_queue_refuses_with_503_and_retry_after() -> None:
+    """K=1 and no queue: while one stream holds the slot, the next request is refused at once
+    with 503, Retry-After and the dialect's error envelope; once the slot frees, requests pass."""
+    import httpx
+
+    from chatprobe.server.runner import running_server
+    from chatprobe.specs import load_profile
+
+    body = {"model": "m", "stream": True, "max_tokens": 40, "messages": [{"role": "user", "content": "hi"}]}
+    with running_server(max_concurrency=1, max_queue=0, itl_ms=20) as url, httpx.Client(base_url=url, timeout=10) as http:
+        with http.stream("POST", "/v1/chat/completions", json=body) as first:
+            lines = first.iter_lines()
+            next(lines)  # the first token: this request holds the only slot
+            refused = http.post("/v1/chat/completions", json={**body, "stream": False})
+            assert refused.status_code == 503 and refused.headers["retry-after"] == "1"
+            assert load_profile("openai").validator("error").errors(refused.json()) == []
+            for _ in lines:
+                pass
+        assert http.post("/v1/chat/completions", json={**body, "stream": False}).status_code == 200

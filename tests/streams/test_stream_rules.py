@@ -133,6 +133,10 @@ def test_tool_call_rules() -> None:
     assert lint(tool_stream(call(index=None, arguments="{}"))) == ["tools.index_missing"]
     assert "tools.index_missing" in lint(tool_stream(call(index=None, arguments="{}")))
     assert lint(tool_stream(call(arguments="{}"), call(id="call_2", arguments="{}"))) == ["tools.index_reused"]
+    # the second call's later deltas (same index, no id) follow it: no concatenation finding
+    reused = tool_stream(call(arguments='{"a":'), call(id=None, name=None, arguments="1}"),
+                         call(id="call_2", arguments='{"b":'), call(id=None, name=None, arguments="2}"))
+    assert lint(reused) == ["tools.index_reused"]
     assert lint(tool_stream(call(id=None, arguments="{}"))) == ["tools.id_missing"]
     assert "tools.arguments_not_string" in lint(tool_stream(call(arguments={"a": 1})))
     assert lint(tool_stream(call(arguments='{"a":'))) == ["tools.arguments_invalid"]

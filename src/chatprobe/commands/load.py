@@ -78,6 +78,8 @@ def add_request_arguments(parser: argparse.ArgumentParser) -> None:
                         help="reference server (no --target): inter-token latency (default 5)")
     parser.add_argument("--server-max-concurrency", type=int, default=None, metavar="K",
                         help="reference server (no --target): at most K requests generate at once, the rest queue")
+    parser.add_argument("--server-max-queue", type=int, default=None, metavar="N",
+                        help="reference server (no --target): with K, refuse (503) once N requests queue")
     parser.add_argument("--server-itl-per-active-ms", type=float, default=0.0, metavar="Z",
                         help="reference server (no --target): each other active request adds Z ms to the ITL")
     parser.add_argument("--server-fault", action="append", default=[], metavar="NAME",
@@ -182,6 +184,8 @@ def server_options(args: argparse.Namespace, cpu: int | None) -> dict[str, Any]:
         "ttft_ms": args.server_ttft_ms, "itl_ms": args.server_itl_ms, "faults": args.server_fault,
         "max_concurrency": args.server_max_concurrency, "itl_per_active_ms": args.server_itl_per_active_ms,
     }
+    if args.server_max_queue is not None:
+        options["max_queue"] = args.server_max_queue
     if cpu is not None:
         options["cpu"] = cpu
     return options

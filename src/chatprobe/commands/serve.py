@@ -28,6 +28,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="uniform [0, J) ms added to each token's due time (seeded)")
     parser.add_argument("--max-concurrency", type=int, default=None, metavar="K",
                         help="at most K requests generate at once; the rest queue FIFO")
+    parser.add_argument("--max-queue", type=int, default=None, metavar="N",
+                        help="with --max-concurrency: refuse (503, Retry-After) when N requests already queue")
     parser.add_argument("--itl-per-active-ms", type=float, default=0.0, metavar="Z",
                         help="ITL grows by Z ms per other active stream (capped at K)")
     key = parser.add_mutually_exclusive_group()
@@ -54,6 +56,8 @@ def run(args: argparse.Namespace) -> int:
         api_key = os.environ.get(args.api_key_env)
         if not api_key:
             raise UsageError(f"environment variable {args.api_key_env} is not set")
+    if args.max_queue is not None and (args.max_concurrency is None or args.max_queue < 0):
+        raise UsageError("--max-queue needs --max-concurrency and must be 0 or more")
     if args.max_concurrency is not None and args.max_concurrency < 1:
         raise UsageError("--max-concurrency must be at least 1")
     for name in ("ttft_ms", "itl_ms", "jitter_ms", "itl_per_active_ms"):
@@ -61,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
             raise UsageError(f"--{name.replace('_', '-')} must not be negative")
     options = build_options(
         host=args.host, port=args.port, ttft_ms=args.ttft_ms, itl_ms=args.itl_ms,
-        jitter_ms=args.jitter_ms, max_concurrency=args.max_concurrency,
+        jitter_ms=args.jitter_ms, max_concurrency=args.max_concurrency, max_queue=args.max_queue,
         itl_per_active_ms=args.itl_per_active_ms, api_key=api_key, faults=args.fault,
         seed=args.seed, truth_records=args.truth_records, model=args.model)
     sock = bind_socket(options.host, options.port)

@@ -57,6 +57,7 @@ class ServerOptions:
     itl_ms: float = 0.0
     jitter_ms: float = 0.0
     max_concurrency: int | None = None
+    max_queue: int | None = None
     itl_per_active_ms: float = 0.0
     api_key: str | None = None
     faults: tuple[str, ...] = ()
@@ -92,7 +93,7 @@ class ReferenceApp:
         self.options = options
         names = faults.validate_names(options.faults)
         self.hooks = {d: FaultHooks(names, d) for d in faults.ALL}
-        self.capacity = Capacity(options.max_concurrency, options.itl_per_active_ms)
+        self.capacity = Capacity(options.max_concurrency, options.itl_per_active_ms, options.max_queue)
         self.truth = TruthLog(options.truth_records)
         self.ttft_ns = int(options.ttft_ms * 1_000_000)
         self.itl_ns = int(options.itl_ms * 1_000_000)
@@ -182,13 +183,14 @@ class ReferenceApp:
                                "invalid_json") from None
 
     async def _reject(self, send: Send, hooks: FaultHooks, error: RequestError,
-                      headers: dict[bytes, bytes]) -> bool:
+                      headers: dict[bytes, bytes],
+                      more_headers: list[tuple[bytes, bytes]] | None = None) -> bool:
         """Send the error response; False if a fault says to serve the request anyway."""
         decided = hooks.on_error(error)
         if decided is None:
             return False
         status, body = decided
-        extra = _request_id_header(headers)
+        extra = _request_id_header(headers) + (more_headers or [])
         if hooks.dialect.startswith("elastic") and error.kind not in ("auth", "path"):
             # as Elasticsearch does before a stream opens: an SSE error event with a 4xx status
             data = b"event: error\ndata: " + orjson.dumps(body) + b"\n\n"
@@ -210,6 +212,13 @@ class ReferenceApp:
                              scope["path"], dialect, received_ns, stream=stream)
         self.truth.add(record)
         response_headers = [(b"x-request-id", record.key.encode())]
+        if self.capacity.full():
+            record.status = 503
+            record.finished_ns = time.perf_counter_ns()
+            overloaded = RequestError(503, f"server overloaded: {self.capacity.max_queue} requests already "
+                                      "queued; retry later", None, "overload", "overloaded")
+            if await self._reject(send, hooks, overloaded, headers, [(b"retry-after", b"1")]):
+                return
         await self.capacity.acquire()
         try:
             record.started_ns = time.perf_counter_ns()

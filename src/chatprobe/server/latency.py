@@ -15,6 +15,10 @@ Formulas (all times in ms; a later issue computes capacity from them):
   falls due (``Z`` = ``--itl-per-active-ms``), plus its own jitter ``Uk``.
   Deadlines are absolute, so lateness never accumulates: a late stream
   catches up by writing every due token in one send.
+* Admission control: with ``--max-queue N`` (needs K) a request that finds K
+  requests generating and N already queued is refused at once with 503 and
+  ``Retry-After: 1`` in the dialect's error envelope, as a gateway in front of
+  a full GPU server answers. Without it the queue is unbounded.
 * ``Uk`` is uniform in ``[0, jitter_ms)``, drawn from a generator seeded by
   the server's ``--seed`` and the request; due times never go backwards.
 * Writes follow the due times within the event loop's timer resolution
@@ -40,11 +44,21 @@ from random import Random
 class Capacity:
     """FIFO admission with at most ``limit`` requests generating at once (None: no limit)."""
 
-    def __init__(self, limit: int | None, itl_per_active_ms: float) -> None:
+    def __init__(self, limit: int | None, itl_per_active_ms: float, max_queue: int | None = None) -> None:
         self.limit = limit
+        self.max_queue = max_queue
         self.itl_per_active_ns = int(itl_per_active_ms * 1_000_000)
         self.active = 0
         self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+
+    def full(self) -> bool:
+        """Every slot busy and the queue at ``max_queue``: refuse rather than wait."""
+        return (
+            self.limit is not None
+            and self.max_queue is not None
+            and self.active >= self.limit
+            and len(self._waiters) >= self.max_queue
+        )
 
     async def acquire(self) -> None:
         if self.limit is None or (self.active < self.limit and not self._waiters):

@@ -2,7 +2,7 @@
 
 Both context managers take the options of ``chatprobe serve`` as keyword
 arguments (``faults=[...]``, ``ttft_ms``, ``itl_ms``, ``jitter_ms``,
-``max_concurrency``, ``itl_per_active_ms``, ``api_key``, ``seed``,
+``max_concurrency``, ``max_queue``, ``itl_per_active_ms``, ``api_key``, ``seed``,
 ``truth_records``, ``model``, ``host``) and yield the base URL
 ``http://127.0.0.1:PORT``.
 """
@@ -134,6 +134,8 @@ def serve_argv(**options: Any) -> list[str]:
             "--model", opts.model]
     if opts.max_concurrency is not None:
         argv += ["--max-concurrency", str(opts.max_concurrency)]
+    if opts.max_queue is not None:
+        argv += ["--max-queue", str(opts.max_queue)]
     for name in opts.faults:
         argv += ["--fault", name]
     if opts.api_key is not None:

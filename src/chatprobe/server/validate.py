@@ -259,9 +259,10 @@ def validate_timeout(value: str | None) -> None:
 
 
 _ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 404: "not_found_error",
-                415: "invalid_request_error", 500: "server_error"}
+                415: "invalid_request_error", 500: "server_error", 503: "server_overloaded"}
 _ES_TYPES = {400: "status_exception", 401: "security_exception", 404: "resource_not_found_exception",
-             415: "media_type_header_exception", 500: "exception"}
+             415: "media_type_header_exception", 500: "exception",
+             503: "es_rejected_execution_exception"}
 
 
 def error_body(dialect: str, error: RequestError) -> dict[str, Any]:
