@@ -4,7 +4,9 @@ profile (dev / ci / thorough); the example database lives under the report dir."
 
 from __future__ import annotations
 
-from hypothesis import given
+from typing import Any
+
+from hypothesis import given, seed
 from hypothesis import settings as HypothesisSettings
 from hypothesis import strategies as st
 
@@ -16,6 +18,15 @@ from chatprobe.checks import (
 )
 from chatprobe.conformance import CheckRecord, Target
 from chatprobe.strategies import invalid_requests, valid_requests
+
+# dev and ci are derandomized, but hypothesis derives their seed from more than the test
+# (an installed wheel and a source checkout drew different examples): a CI gate must give the
+# same verdict everywhere, so those profiles get this fixed seed. thorough stays random.
+PROPERTY_SEED = 20261121
+
+
+def _pinned(run: Any, hypothesis_settings: HypothesisSettings) -> Any:
+    return seed(PROPERTY_SEED)(run) if hypothesis_settings.derandomize else run
 
 
 def _must_features(target: Target) -> list[str]:
@@ -40,7 +51,7 @@ def test_generated_valid_requests(
         chatprobe_check.add(stop_findings(outcome, spec.body))
         chatprobe_check.add(n_findings(outcome, spec.body))
 
-    run()
+    _pinned(run, chatprobe_hypothesis_settings)()
 
 
 def test_generated_invalid_requests(
@@ -57,4 +68,4 @@ def test_generated_invalid_requests(
         ex = chatprobe_check.exchange(invalid.request)
         chatprobe_check.add(invalid_request_findings(ex, chatprobe_target.profile, invalid.rule, invalid.description), ex)
 
-    run()
+    _pinned(run, chatprobe_hypothesis_settings)()

@@ -27,6 +27,7 @@ COMMANDS: list[tuple[str, str, str]] = [
     ("load", "load", "load-test a server on Locust: exact TTFT/ITL/TPOT, SLO gate, HTML report"),
     ("sweep", "sweep", "capacity planning: the most load a deployment takes within its SLOs (search, CI, curves)"),
     ("audit", "audit", "audit several targets: a feature x target compatibility matrix (HTML, Markdown, JSON)"),
+    ("report", "report", "re-render a run's JSON (conform, load, sweep, audit): HTML, JUnit XML, Markdown, CSV"),
 ]
 
 

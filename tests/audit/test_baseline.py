@@ -13,6 +13,9 @@ from tests.audit.conftest import Audited
 
 # the checks the usage-missing fault fails (a stream_usage request, and max_tokens counted from usage)
 USAGE_CHECKS = {"streaming::test_stream_usage_chunk", "usage::test_usage_stream", "parameters::test_max_tokens[stream]"}
+# The property check also fails there when its generated requests happen to ask for stream usage
+# (which examples it draws can differ between environments): allowed, not required.
+MAYBE = {"properties::test_generated_valid_requests"}
 
 
 def _only(document: dict[str, Any]) -> dict[str, Any]:
@@ -28,8 +31,8 @@ def test_a_regressed_target_exits_1(audited: Audited, servers: dict[str, str], t
     assert code == 1 and document["exit_code"] == 1
     item = _only(document)
     failing = {key for key, verdict in document["targets"][0]["checks"].items() if verdict == "fail"}
-    assert failing == USAGE_CHECKS
-    assert {c["check"] for c in item["regressions"]} == USAGE_CHECKS
+    assert USAGE_CHECKS <= failing <= USAGE_CHECKS | MAYBE
+    assert USAGE_CHECKS <= {c["check"] for c in item["regressions"]} <= USAGE_CHECKS | MAYBE
     assert all(c["was"] == "pass" and c["now"] == "fail" for c in item["regressions"])
     assert item["fixes"] == [] and document["comparison"]["regressed"] == ["clean"]
     assert "usage-missing" in document["comparison"]["missing"]
@@ -43,7 +46,7 @@ def test_a_fixed_target_exits_0(audited: Audited, servers: dict[str, str], tmp_p
     item = _only(document)
     assert code == 0
     assert item["regressions"] == []
-    assert {c["check"] for c in item["fixes"]} == USAGE_CHECKS
+    assert USAGE_CHECKS <= {c["check"] for c in item["fixes"]} <= USAGE_CHECKS | MAYBE
 
 
 def _doc(status: str = "ok", **checks: str) -> dict[str, Any]:

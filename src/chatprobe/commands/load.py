@@ -259,9 +259,11 @@ def _finish(s: LoadSettings, code: int) -> int:
     if not summary_path.is_file():
         raise UsageError(f"the load generator failed (exit {code}) and wrote no summary")
     doc = json.loads(summary_path.read_text(encoding="utf-8"))
+    from chatprobe.reports.csv import write_records
     from chatprobe.reports.load import write_report
 
     html_path = write_report(doc, out / "report.html")
+    write_records(doc, out)
     _print_summary(doc, out, html_path)
     if doc["run"]["interrupted"]:
         return 130

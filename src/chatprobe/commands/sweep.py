@@ -36,6 +36,7 @@ from chatprobe.commands.probe import add_target_arguments, api_key_from, target_
 from chatprobe.errors import UsageError
 from chatprobe.loadplan import LoadSettings, Mode
 from chatprobe.metrics import RequestRecord, parse_slos
+from chatprobe.reports.csv import write_levels
 from chatprobe.reports.sweep import answer_sentence, describe_gate, write_report
 from chatprobe.sweep import (
     LevelResult,
@@ -223,6 +224,7 @@ def run(args: argparse.Namespace) -> int:
     doc = build_document(result, args, base, budget_s, started_at, time.monotonic() - t_start)
     (out / "sweep.json").write_text(json.dumps(doc, indent=2), encoding="utf-8")
     html = write_report(doc, out / "sweep.html")
+    write_levels(doc, out)
     sys.stdout.write(doc["answer"]["sentence"] + "\n")
     if result.stop.early:
         sys.stdout.write(f"stopped early: {result.stop.reason}\n")

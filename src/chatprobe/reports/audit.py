@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from chatprobe.reports.conform import finding_html
+from chatprobe.reports.csv import write_matrix
 from chatprobe.reports.html import page, verdict_badge
 
 AUDIT_FILE = "audit.json"
@@ -35,6 +36,7 @@ def write_reports(document: Mapping[str, Any], report_dir: Path) -> Path:
     path.write_text(json.dumps(document, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     (report_dir / HTML_FILE).write_text(render_html(document, load_findings(document, report_dir)), encoding="utf-8")
     (report_dir / MARKDOWN_FILE).write_text(render_markdown(document), encoding="utf-8")
+    write_matrix(document, report_dir)
     return path
 
 

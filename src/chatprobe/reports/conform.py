@@ -8,6 +8,7 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
+from chatprobe.reports.csv import write_checks
 from chatprobe.reports.html import page, verdict_badge
 from chatprobe.rules import describe
 
@@ -22,6 +23,7 @@ def write_reports(document: Mapping[str, Any], report_dir: Path) -> Path:
     path = report_dir / FINDINGS_FILE
     path.write_text(json.dumps(document, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     (report_dir / HTML_FILE).write_text(render_html(document), encoding="utf-8")
+    write_checks(document, report_dir)
     return path
 
 

@@ -1,0 +1,243 @@
+"""Re-render a run's JSON: HTML, JUnit XML, Markdown and CSV, from the report directory alone.
+
+DIR is a report directory of `chatprobe conform` (findings.json), `load`
+(summary.json + records.jsonl), `sweep` (sweep.json) or `audit` (audit.json +
+targets/*/findings.json); the run type is the one JSON file present. The JSON is
+validated against its schema in specs/ first, then rendered by the same
+renderers the run used. Exit 0 when everything asked for was written, 2 when
+DIR holds no valid run JSON or a format does not exist for that run type.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from chatprobe.errors import UsageError
+from chatprobe.paths import specs_dir
+
+if TYPE_CHECKING:
+    from chatprobe.metrics import RequestRecord
+
+FORMATS = ("html", "junit", "md", "csv")
+
+
+@dataclass(frozen=True)
+class RunType:
+    name: str  # the command that writes it
+    json_file: str
+    schema: str  # under specs/
+    formats: tuple[str, ...]  # what it renders to, in FORMATS order
+
+
+RUN_TYPES = (
+    RunType("conform", "findings.json", "findings.schema.json", ("html", "junit", "csv")),
+    RunType("load", "summary.json", "summary.schema.json", ("html", "csv")),
+    RunType("sweep", "sweep.json", "sweep.schema.json", ("html", "csv")),
+    RunType("audit", "audit.json", "audit.schema.json", ("html", "md", "csv")),
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("directory", metavar="DIR", help="a run's report directory")
+    parser.add_argument(
+        "--format", dest="formats", metavar="LIST",
+        help=f"comma-separated, of {','.join(FORMATS)} (default: every format the run type has)",
+    )
+    parser.add_argument("--out", metavar="DIR", help="write the renderings there (default: DIR itself)")
+
+
+def detect(directory: Path) -> RunType:
+    """The run type of ``directory``: exactly one run JSON must be in it."""
+    if not directory.is_dir():
+        raise UsageError(f"{directory} is not a directory")
+    present = [t for t in RUN_TYPES if (directory / t.json_file).is_file()]
+    names = ", ".join(t.json_file for t in RUN_TYPES)
+    if not present:
+        raise UsageError(f"{directory} holds no run JSON (one of {names})")
+    if len(present) > 1:
+        found = ", ".join(t.json_file for t in present)
+        raise UsageError(f"{directory} holds several run JSONs ({found}): cannot tell which run to render")
+    return present[0]
+
+
+def load_document(path: Path, schema_file: str) -> dict[str, Any]:
+    """Read ``path`` and validate it against ``specs/<schema_file>``; UsageError naming the file
+    and the first problem otherwise."""
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"{path}: not UTF-8 ({exc.reason} at byte {exc.start})") from None
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"{path}: not JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})") from None
+    import jsonschema
+    import jsonschema.exceptions
+
+    schema = json.loads((specs_dir() / schema_file).read_text(encoding="utf-8"))
+    error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(schema).iter_errors(document))
+    if error is not None:
+        where = "/" + "/".join(str(p) for p in error.absolute_path)
+        message = error.message if len(error.message) <= 160 else error.message[:159] + "…"
+        raise UsageError(f"{path}: does not match specs/{schema_file} at {where}: {message}")
+    if not isinstance(document, dict):  # every run schema demands an object; this is for mypy
+        raise UsageError(f"{path}: not a JSON object")
+    return document
+
+
+def parse_formats(text: str | None, run_type: RunType) -> tuple[str, ...]:
+    if text is None:
+        return run_type.formats
+    asked = [f.strip() for f in text.split(",") if f.strip()]
+    unknown = [f for f in asked if f not in FORMATS]
+    if unknown or not asked:
+        raise UsageError(f"--format wants a comma-separated list of {', '.join(FORMATS)}; got {text!r}")
+    missing = [f for f in asked if f not in run_type.formats]
+    if missing:
+        raise UsageError(
+            f"a {run_type.name} run has no {', '.join(missing)} rendering (it has {', '.join(run_type.formats)})"
+        )
+    return tuple(f for f in FORMATS if f in asked)
+
+
+# Each renderer: (document, source directory, output directory) -> paths written.
+Renderer = Callable[[dict[str, Any], Path, Path], list[Path]]
+
+
+def _write(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def _conform(formats: tuple[str, ...], explicit: bool) -> Renderer:
+    def render(doc: dict[str, Any], source: Path, out: Path) -> list[Path]:
+        from chatprobe.reports.conform import HTML_FILE, render_html
+        from chatprobe.reports.csv import write_checks
+        from chatprobe.reports.junit import JUNIT_FILE, write_junit
+
+        written = []
+        if "html" in formats:
+            written.append(_write(out / HTML_FILE, render_html(doc)))
+        if "junit" in formats:
+            written.append(write_junit(doc, out / JUNIT_FILE))
+        if "csv" in formats:
+            written.append(write_checks(doc, out))
+        return written
+
+    return render
+
+
+def _read_records(path: Path) -> list[RequestRecord]:
+    from chatprobe.reports.load import read_records  # the one reader of records.jsonl
+
+    try:
+        return read_records(path)
+    except (ValueError, KeyError, TypeError) as exc:  # json.JSONDecodeError is a ValueError
+        raise UsageError(f"{path}: a broken record: {exc}") from None
+
+
+def _load(formats: tuple[str, ...], explicit: bool) -> Renderer:
+    def render(doc: dict[str, Any], source: Path, out: Path) -> list[Path]:
+        from chatprobe.reports.csv import RECORDS_CSV, render_records
+        from chatprobe.reports.load import render as render_html
+
+        records_file = source / doc["run"].get("records_file", "records.jsonl")
+        records = _read_records(records_file) if records_file.is_file() else None
+        written = []
+        if "html" in formats:
+            # Rendered here rather than by write_report, which reads the records
+            # next to its output: --out may point elsewhere.
+            written.append(_write(out / "report.html", render_html(doc, records)))
+        if "csv" in formats:
+            if records is None and not explicit:
+                sys.stderr.write(f"chatprobe report: no records.csv: {records_file} not found\n")
+                return written
+            if records is None:
+                raise UsageError(f"{records_file} not found: records.csv is made from it")
+            path = out / RECORDS_CSV
+            path.write_text(render_records(doc, records), encoding="utf-8", newline="")
+            written.append(path)
+        return written
+
+    return render
+
+
+def _sweep(formats: tuple[str, ...], explicit: bool) -> Renderer:
+    def render(doc: dict[str, Any], source: Path, out: Path) -> list[Path]:
+        from chatprobe.reports.csv import write_levels
+        from chatprobe.reports.sweep import write_report
+
+        written = []
+        if "html" in formats:
+            written.append(write_report(doc, out / "sweep.html"))
+        if "csv" in formats:
+            written.append(write_levels(doc, out))
+        return written
+
+    return render
+
+
+def _audit(formats: tuple[str, ...], explicit: bool) -> Renderer:
+    def render(doc: dict[str, Any], source: Path, out: Path) -> list[Path]:
+        from chatprobe.reports.audit import HTML_FILE, MARKDOWN_FILE, render_html, render_markdown
+        from chatprobe.reports.csv import write_matrix
+
+        written = []
+        if "html" in formats:
+            written.append(_write(out / HTML_FILE, render_html(doc, _target_findings(doc, source))))
+        if "md" in formats:
+            written.append(_write(out / MARKDOWN_FILE, render_markdown(doc)))
+        if "csv" in formats:
+            written.append(write_matrix(doc, out))
+        return written
+
+    return render
+
+
+def _target_findings(doc: Mapping[str, Any], source: Path) -> dict[str, Mapping[str, Any]]:
+    """Each audited target's findings.json (the evidence of audit.html), validated as well;
+    a missing one is left out, as the audit's own writer does."""
+    out: dict[str, Mapping[str, Any]] = {}
+    for target in doc["targets"]:
+        if target.get("report"):
+            path = source / target["report"]
+            if path.is_file():
+                out[target["name"]] = load_document(path, "findings.schema.json")
+    return out
+
+
+# (formats, whether the user chose them) -> renderer
+_RENDERERS: dict[str, Callable[[tuple[str, ...], bool], Renderer]] = {
+    "conform": _conform, "load": _load, "sweep": _sweep, "audit": _audit,
+}
+
+
+def render(directory: Path, formats: str | None = None, out: Path | None = None) -> list[Path]:
+    """Validate ``directory``'s run JSON and write its renderings into ``out`` (default: the
+    directory); returns the paths written."""
+    run_type = detect(directory)
+    chosen = parse_formats(formats, run_type)
+    document = load_document(directory / run_type.json_file, run_type.schema)
+    target = out or directory
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"cannot create {target}: {exc.strerror or exc}") from None
+    try:
+        return _RENDERERS[run_type.name](chosen, formats is not None)(document, directory, target)
+    except OSError as exc:
+        raise UsageError(f"cannot write into {target}: {exc.strerror or exc}") from None
+
+
+def run(args: argparse.Namespace) -> int:
+    directory = Path(args.directory)
+    out = Path(args.out) if args.out else None
+    for path in render(directory, args.formats, out):
+        sys.stdout.write(f"wrote {path}\n")
+    return 0
