@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from html import escape
+from typing import Any
 
 CSS = """
 body{font:14px/1.45 system-ui,-apple-system,Segoe UI,sans-serif;margin:2rem auto;max-width:72rem;padding:0 1rem;color:#1d2330}
@@ -30,3 +31,19 @@ def page(title: str, body: str) -> str:
         f"<meta name=\"viewport\" content=\"width=device-width,initial-scale=1\"><title>{escape(title)}</title>"
         f"<style>{CSS}</style></head><body>\n{body}\n</body></html>\n"
     )
+
+
+def table(head: list[str], rows: list[list[str]]) -> str:
+    """An HTML table: ``head`` is escaped here; cells are HTML already (escape them first)."""
+    th = "".join(f"<th>{escape(h)}</th>" for h in head)
+    body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in rows)
+    return f"<table><tr>{th}</tr>{body}</table>"
+
+
+def num(x: Any, digits: int = 2) -> str:
+    """A number for a table cell ("-" for none), escaped."""
+    if x is None:
+        return "-"
+    if isinstance(x, float):
+        return f"{x:,.{digits}f}"
+    return escape(str(x))

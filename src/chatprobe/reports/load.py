@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from chatprobe.metrics import RequestRecord
-from chatprobe.reports.html import page, verdict_badge
+from chatprobe.reports.html import num, page, table, verdict_badge
 from chatprobe.reports.svg import histogram, line_chart
 
 __all__ = ["read_records", "render", "write_report"]
@@ -34,17 +34,7 @@ def read_records(path: Path) -> list[RequestRecord]:
 
 
 def _n(x: Any, digits: int = 2) -> str:
-    if x is None:
-        return "-"
-    if isinstance(x, float):
-        return f"{x:,.{digits}f}"
-    return escape(str(x))
-
-
-def _table(head: list[str], rows: list[list[str]]) -> str:
-    th = "".join(f"<th>{escape(h)}</th>" for h in head)
-    body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in rows)
-    return f"<table><tr>{th}</tr>{body}</table>"
+    return num(x, digits)
 
 
 def render(doc: dict[str, Any], records: list[RequestRecord] | None = None) -> str:
@@ -74,7 +64,7 @@ def render(doc: dict[str, Any], records: list[RequestRecord] | None = None) -> s
     gates = s["slo"]["gates"]
     if gates:
         parts.append("<h2>SLOs</h2>")
-        parts.append(_table(["", "SLO", "limit", "measured"], [
+        parts.append(table(["", "SLO", "limit", "measured"], [
             [verdict_badge("pass" if g["passed"] else "fail"), escape(g["name"]),
              f"{escape(g['comparison'])} {_n(g['limit'], 3)}", _n(g["measured"], 3)] for g in gates]))
 
@@ -82,7 +72,7 @@ def render(doc: dict[str, Any], records: list[RequestRecord] | None = None) -> s
     parts.append("<h2>Requests and throughput</h2>")
     failures = ", ".join(f"{escape(k)}: {v}" for k, v in req["failed_by_reason"].items()) or "none"
     sources = ", ".join(f"{escape(k)}: {v}" for k, v in tp["output_tokens_sources"].items()) or "-"
-    parts.append(_table(["measure", "value"], [
+    parts.append(table(["measure", "value"], [
         ["requests (window)", f"{req['total']} (ok {req['ok']}, failed {req['failed']})"],
         ["failures by reason", failures],
         ["error rate", _n(req["error_rate"], 4)],
@@ -99,7 +89,7 @@ def render(doc: dict[str, Any], records: list[RequestRecord] | None = None) -> s
         st = lat[key]
         rows.append([escape(label), str(st["count"]), _n(st["mean"]), _n(st["min"]), _n(st.get("p50")),
                      _n(st.get("p90")), _n(st.get("p95")), _n(st.get("p99")), _n(st["max"])])
-    parts.append(_table(["metric", "n", "mean", "min", "p50", "p90", "p95", "p99", "max"], rows))
+    parts.append(table(["metric", "n", "mean", "min", "p50", "p90", "p95", "p99", "max"], rows))
     ut = s["user_tokens_per_s"]
     parts.append(f"<p>Per-user tokens/s (1000 / TPOT): p1 {_n(ut.get('p1'), 1)}, p10 {_n(ut.get('p10'), 1)},"
                  f" p50 {_n(ut.get('p50'), 1)}, p90 {_n(ut.get('p90'), 1)}.</p>")
@@ -138,7 +128,7 @@ def render(doc: dict[str, Any], records: list[RequestRecord] | None = None) -> s
     parts.append(line_chart(load_lines, "Users / rate over time", "seconds", "count"))
 
     parts.append("<h2>Generator health</h2>")
-    parts.append(_table(["process", "pid", "CPU mean %", "CPU max %", "loop lag p50", "p99", "max (ms)"], [
+    parts.append(table(["process", "pid", "CPU mean %", "CPU max %", "loop lag p50", "p99", "max (ms)"], [
         [escape(p["role"] + (f" {p['worker_id']}" if p.get("worker_id") else "")), str(p["pid"]),
          _n(p["cpu_percent_mean"], 1), _n(p["cpu_percent_max"], 1), _n(p["loop_lag_p50_ms"], 3),
          _n(p["loop_lag_p99_ms"], 3), _n(p["loop_lag_max_ms"], 1)] for p in health["processes"]]))
@@ -149,7 +139,7 @@ def render(doc: dict[str, Any], records: list[RequestRecord] | None = None) -> s
     findings = doc.get("protocol_findings") or {}
     if findings:
         parts.append("<h2>Protocol findings (not failures)</h2>")
-        parts.append(_table(["rule", "count"], [[escape(k), str(v)] for k, v in findings.items()]))
+        parts.append(table(["rule", "count"], [[escape(k), str(v)] for k, v in findings.items()]))
     parts.append("<details><summary>settings</summary><pre>"
                  + escape(json.dumps(settings, indent=2)) + "</pre></details>")
     return page("chatprobe load report", "\n".join(parts))

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from chatprobe.metrics import Gate
-from chatprobe.reports.html import page, verdict_badge
+from chatprobe.reports.html import num, page, table, verdict_badge
 from chatprobe.reports.svg import line_chart
 
 __all__ = ["answer_sentence", "describe_gate", "render", "write_report"]
@@ -73,17 +73,7 @@ def answer_sentence(answer: dict[str, Any], stop: dict[str, Any], slo_texts: Seq
 
 
 def _n(x: Any, digits: int = 1) -> str:
-    if x is None:
-        return "-"
-    if isinstance(x, float):
-        return f"{x:,.{digits}f}"
-    return escape(str(x))
-
-
-def _table(head: list[str], rows: list[list[str]]) -> str:
-    th = "".join(f"<th>{escape(h)}</th>" for h in head)
-    body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in rows)
-    return f"<table><tr>{th}</tr>{body}</table>"
+    return num(x, digits)
 
 
 def _curve(levels: list[dict[str, Any]], mode: str, value: Any) -> tuple[list[float], list[float | None]]:
@@ -168,7 +158,7 @@ def render(doc: dict[str, Any]) -> str:
             _n(lat["tpot_ms"]["p50"], 2), _n(lv["user_tokens_per_s"]["p50"]), _n(lv["ttft_growth_ms"]),
             escape("; ".join(lv["problems"]) + ("" if lv["trustworthy"] else " [generator saturated]")),
         ])
-    parts.append(_table(["#", "phase", "load", "", "requests", "error rate", "req/s", "tok/s", "goodput/s",
+    parts.append(table(["#", "phase", "load", "", "requests", "error rate", "req/s", "tok/s", "goodput/s",
                          "attainment", "TTFT p50", "p95", "p99", "TPOT p50", "user tok/s p50",
                          "TTFT rise (ms)", "why not"], rows))
     parts.append("<p>A level passes when it meets every SLO, fails at most the error limit"
