@@ -12,7 +12,12 @@ matched with its truth:
 
 Goal: |TTFT p50 error| <= 2 ms and |ITL p50 error| <= 0.5 ms at 1, 32, 128 streams.
 
-    PYTHONPATH=src .venv/bin/python benchmarks/load_accuracy.py [--users 1 32 128] [--duration 6]
+``--stamps kernel user`` runs each step with the kernel's receive stamps
+(SO_TIMESTAMPNS, the default) and with user-space stamps
+(CHATPROBE_KERNEL_STAMPS=0), side by side.
+
+    PYTHONPATH=src .venv/bin/python benchmarks/load_accuracy.py [--users 1 32 128] [--duration 6] \
+        [--stamps kernel user]
 """
 
 from __future__ import annotations
@@ -37,9 +42,10 @@ from chatprobe.server.runner import spawn_server  # noqa: E402
 MAX_TOKENS = 64
 
 
-def measure(url: str, users: int, duration: float) -> dict[str, float | str]:
+def measure(url: str, users: int, duration: float, stamps: str = "kernel") -> dict[str, float | str]:
     httpx.delete(url + "/_chatprobe/truth")
     env = dict(os.environ)
+    env["CHATPROBE_KERNEL_STAMPS"] = "1" if stamps == "kernel" else "0"
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT / "src"), env.get("PYTHONPATH")) if p)
     with tempfile.TemporaryDirectory() as out:
         subprocess.run(
@@ -95,18 +101,22 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--users", type=int, nargs="+", default=[1, 32, 128])
     ap.add_argument("--duration", type=float, default=6.0)
+    ap.add_argument("--stamps", nargs="+", choices=["kernel", "user"], default=["kernel"])
     args = ap.parse_args()
     cpus = sorted(os.sched_getaffinity(0))
     print(f"server on CPU {cpus[-1]} (TTFT 50 ms, ITL 5 ms, {MAX_TOKENS} tokens), generator on CPU 0")
-    print(f"{'streams':>7} {'matched':>7} {'TTFT p50 c/s (ms)':>19} {'err p50':>8} {'err p99':>8} "
+    print(f"load average {os.getloadavg()[0]:.2f}")
+    print(f"{'stamps':>6} {'streams':>7} {'matched':>7} {'TTFT p50 c/s (ms)':>19} {'err p50':>8} {'err p99':>8} "
           f"{'ITL p50 c/s (ms)':>17} {'gap err p50':>11} {'p99':>7} {'gen CPU%':>8} {'health':>9}")
     with spawn_server(cpu=cpus[-1], ttft_ms=50, itl_ms=5, truth_records=200_000) as url:
         for users in args.users:
-            m = measure(url, users, args.duration)
-            print(f"{users:7d} {m['matched']:7d} {m['ttft_p50_client']:9.2f}/{m['ttft_p50_server']:<9.2f}"
-                  f" {m['ttft_err_p50']:8.3f} {m['ttft_err_p99']:8.3f}"
-                  f" {m['itl_p50_client']:8.3f}/{m['itl_p50_server']:<8.3f} {m['gap_err_p50']:11.3f}"
-                  f" {m['gap_err_p99']:7.3f} {m['cpu']:8.1f} {m['trust']!s:>9}", flush=True)
+            for stamps in args.stamps:
+                m = measure(url, users, args.duration, stamps)
+                print(f"{stamps:>6} {users:7d} {m['matched']:7d}"
+                      f" {m['ttft_p50_client']:9.2f}/{m['ttft_p50_server']:<9.2f}"
+                      f" {m['ttft_err_p50']:8.3f} {m['ttft_err_p99']:8.3f}"
+                      f" {m['itl_p50_client']:8.3f}/{m['itl_p50_server']:<8.3f} {m['gap_err_p50']:11.3f}"
+                      f" {m['gap_err_p99']:7.3f} {m['cpu']:8.1f} {m['trust']!s:>9}", flush=True)
 
 
 if __name__ == "__main__":

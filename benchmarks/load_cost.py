@@ -15,23 +15,52 @@ chatprobe's report writing, excluded). Also printed: chatprobe's TTFT p50 / p99 
 nominal 50 ms, and its health flag.
 
     PYTHONPATH=src .venv/bin/python benchmarks/load_cost.py [--users 64 128] [--duration 8]
+
+Accuracy-bounded mode (``--accuracy``): the figure the issue asks for, "the
+output tokens/s the generator can parse while staying accurate". The server
+runs at TTFT 50 ms / ITL 10 ms (so the reference server keeps up: its CPU and
+its own ITL p50 are printed per step) and keeps truth records; for each step
+of streams (``--streams``) both clients run in turn and every request is
+matched by X-Request-Id with the server's record:
+TTFT error = client TTFT - (first token write - request received), also split
+into its send and delivery parts (see _errors). chatprobe's
+TTFT is its record's (kernel receive stamps); the typical locustfile's is the
+time to its first content line, read with iter_lines() ("typical") or with
+the response's readline() ("typical-rl": iter_lines' 1 KiB read-ahead
+removed, see typical_locustfile.py). Requests sent in the first ``--warmup`` s
+(the ramp) are left out of the errors. A step is accurate when TTFT error
+p50 <= 2 ms and p99 <= 10 ms; the figure is each client's highest tokens/s
+over its accurate steps, and their ratio; printed twice: bounding the whole
+TTFT error, and bounding its delivery part alone (the generator's own error:
+the send part is mostly the reference server's wait before it stamps
+"received", which every client suffers alike and grows with the server's CPU). With ``--max-load L`` each run
+starts once the 1-minute load average is <= L (60 s waits, at most 10).
+
+    PYTHONPATH=src .venv/bin/python benchmarks/load_cost.py --accuracy \
+        [--streams 64 128 256 384 512] [--duration 10] [--runs 2] [--max-load 0.7]
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import resource
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
+from typing import Any
+
+import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from chatprobe.server.runner import spawn_server  # noqa: E402
+from chatprobe.metrics import RequestRecord, percentile  # noqa: E402
+from chatprobe.server.runner import spawn_server, spawn_server_process  # noqa: E402
 
 TOKENS = 256
 
@@ -100,12 +129,168 @@ def run_typical(url: str, users: int, duration: float) -> dict[str, float | str]
     }
 
 
+# ---------------------------------------------------------------------------
+# Accuracy-bounded mode
+# ---------------------------------------------------------------------------
+ACC_TTFT_MS, ACC_ITL_MS = 50, 10
+P50_LIMIT_MS, P99_LIMIT_MS = 2.0, 10.0
+
+
+def _proc_cpu_s(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
+def _truth(url: str) -> dict[str, dict[str, Any]]:
+    doc = httpx.get(url + "/_chatprobe/truth", timeout=60).json()
+    return {t["request_id"]: t for t in doc["records"]}
+
+
+def _errors(pairs: list[tuple[int, int | None, str]], truth: dict[str, dict[str, Any]],
+            warmup_ns: int) -> tuple[list[float], list[float], list[float], list[float]]:
+    """Of requests sent after the warm-up, in ms: TTFT errors; the server's ITLs; and the
+    error's two parts (one clock, CLOCK_MONOTONIC, for both processes): send = server's
+    "received" - client's t_sent (request transfer and the server's own wait before it
+    stamps), delivery = client's first-token stamp - server's first-token write."""
+    if not pairs:
+        return [], [], [], []
+    start = min(p[0] for p in pairs) + warmup_ns
+    errs: list[float] = []
+    itls: list[float] = []
+    send: list[float] = []
+    deliver: list[float] = []
+    for sent, first, rid in pairs:
+        t = truth.get(rid)
+        if first is None or sent < start or t is None or not t["token_ns"]:
+            continue
+        errs.append((first - sent - (t["token_ns"][0] - t["received_ns"])) / 1e6)
+        send.append((t["received_ns"] - sent) / 1e6)
+        deliver.append((first - t["token_ns"][0]) / 1e6)
+        ns = t["token_ns"]
+        itls.extend((b - a) / 1e6 for a, b in itertools.pairwise(ns))
+    return errs, itls, send, deliver
+
+
+def acc_chatprobe(url: str, users: int, duration: float, warmup: float) -> tuple[dict[str, Any], list[tuple[int, int | None, str]]]:
+    with tempfile.TemporaryDirectory() as out:
+        subprocess.run(
+            ["taskset", "-c", "0", sys.executable, "-m", "chatprobe", "load", "--target", url,
+             "--users", str(users), "--spawn-rate", str(max(users / 2, 1)), "--duration", str(duration),
+             "--warmup", str(warmup), "--max-tokens", str(TOKENS), "--ignore-eos", "--no-progress",
+             "--report-dir", out],
+            env=_env(), check=False, capture_output=True, timeout=duration + 120,
+        )
+        doc = json.loads((Path(out) / "summary.json").read_text())
+        with open(Path(out) / "records.jsonl") as f:
+            records = [RequestRecord.from_json(json.loads(line)) for line in f]
+    s = doc["summary"]
+    proc = next(p for p in doc["health"]["processes"] if p["role"] == "local")
+    tokens_per_s = s["throughput"]["output_tokens_per_s"] or 0.0
+    gen_cpu_s = (proc["cpu_percent_mean"] or 0.0) / 100 * doc["run"]["measured_s"]
+    pairs = [(r.t_sent_ns, r.t_first_token_ns, r.request_id) for r in records if r.ok]
+    return {"tokens_per_s": tokens_per_s, "cpu_percent": proc["cpu_percent_mean"],
+            "tokens_per_core_s": tokens_per_s * s["window"]["duration_s"] / gen_cpu_s if gen_cpu_s else 0.0,
+            "trust": "ok" if doc["health"]["trustworthy"] else "SAT"}, pairs
+
+
+def acc_typical(url: str, users: int, duration: float,
+                read: str) -> tuple[dict[str, Any], list[tuple[int, int | None, str]]]:
+    with tempfile.TemporaryDirectory() as out:
+        env = {**_env(), "TYPICAL_RECORDS": str(Path(out) / "typical.jsonl"), "TYPICAL_READ": read}
+        proc = subprocess.run(
+            ["taskset", "-c", "0", sys.executable, "-m", "locust", "-f",
+             str(ROOT / "benchmarks" / "typical_locustfile.py"), "--headless", "-u", str(users),
+             "-r", str(max(users / 2, 1)), "-t", f"{int(duration)}s", "--host", url, "--only-summary",
+             "--loglevel", "ERROR"],
+            env=env, check=False, capture_output=True, text=True, timeout=duration + 120,
+        )
+        with open(Path(out) / "typical.jsonl") as f:
+            rows = [json.loads(line) for line in f]
+    total = json.loads(next(x for x in proc.stdout.splitlines() if x.startswith("TYPICAL "))[len("TYPICAL "):])
+    run_cpu, wall = total["cpu_s"], total["wall_s"]
+    pairs = [(r["t_sent_ns"], r["t_first_token_ns"], r["request_id"]) for r in rows]
+    return {"tokens_per_s": total["tokens"] / wall, "cpu_percent": 100 * run_cpu / wall,
+            "tokens_per_core_s": total["tokens"] / run_cpu if run_cpu else 0.0, "trust": "-"}, pairs
+
+
+def _pct(xs: list[float], q: float) -> float:
+    return percentile(xs, q) if xs else float("nan")
+
+
+def _wait_for_quiet(max_load: float | None) -> float:
+    load = os.getloadavg()[0]
+    for _ in range(10):
+        if max_load is None or load <= max_load:
+            break
+        print(f"  load average {load:.2f} > {max_load}: waiting 60 s", flush=True)
+        time.sleep(60)
+        load = os.getloadavg()[0]
+    return load
+
+
+def accuracy_bounded(streams: list[int], duration: float, warmup: float, runs: int, max_load: float | None) -> None:
+    cpus = sorted(os.sched_getaffinity(0))
+    print(f"accuracy-bounded cost: server on CPU {cpus[-1]}, generator on CPU 0; TTFT {ACC_TTFT_MS} ms, "
+          f"ITL {ACC_ITL_MS} ms, {TOKENS} tokens/request; accurate = TTFT err p50 <= {P50_LIMIT_MS} ms "
+          f"and p99 <= {P99_LIMIT_MS} ms")
+    for run in range(1, runs + 1):
+        load0 = _wait_for_quiet(max_load)
+        print(f"\nrun {run}: load average at start {load0:.2f} (1 min), {os.getloadavg()[1]:.2f} (5 min)")
+        print(f"{'client':10} {'streams':>7} {'matched':>7} {'tok/s':>8} {'gen CPU%':>8} {'tok/s/core':>10} "
+              f"{'err p50':>8} {'err p99':>8} {'snd p50':>7} {'snd p99':>7} {'dlv p50':>7} {'dlv p99':>7} "
+              f"{'srv CPU%':>8} {'srv ITL50':>9} {'ok?':>4} {'health':>6}")
+        best: dict[str, float] = {}
+        best_dlv: dict[str, float] = {}  # the same bound on the delivery part alone
+        with spawn_server_process(cpu=cpus[-1], ttft_ms=ACC_TTFT_MS, itl_ms=ACC_ITL_MS,
+                                  truth_records=200_000) as (url, child):
+            for users in streams:
+                for client in ("chatprobe", "typical", "typical-rl"):
+                    httpx.delete(url + "/_chatprobe/truth", timeout=30)
+                    cpu0, wall0 = _proc_cpu_s(child.pid), time.perf_counter()
+                    if client == "chatprobe":
+                        r, pairs = acc_chatprobe(url, users, duration, warmup)
+                    else:
+                        r, pairs = acc_typical(url, users, duration,
+                                               "readline" if client == "typical-rl" else "iter_lines")
+                    srv_cpu = 100 * (_proc_cpu_s(child.pid) - cpu0) / (time.perf_counter() - wall0)
+                    errs, itls, send, deliver = _errors(pairs, _truth(url), int(warmup * 1e9))
+                    p50 = percentile(errs, 50) if errs else float("nan")
+                    p99 = percentile(errs, 99) if errs else float("nan")
+                    srv_itl = percentile(itls, 50) if itls else float("nan")
+                    accurate = bool(errs) and p50 <= P50_LIMIT_MS and p99 <= P99_LIMIT_MS
+                    if accurate:
+                        best[client] = max(best.get(client, 0.0), r["tokens_per_s"])
+                    if deliver and _pct(deliver, 50) <= P50_LIMIT_MS and _pct(deliver, 99) <= P99_LIMIT_MS:
+                        best_dlv[client] = max(best_dlv.get(client, 0.0), r["tokens_per_s"])
+                    print(f"{client:10} {users:7d} {len(errs):7d} {r['tokens_per_s']:8,.0f} {r['cpu_percent']:8.1f} "
+                          f"{r['tokens_per_core_s']:10,.0f} {p50:8.2f} {p99:8.2f} {_pct(send, 50):7.2f} {_pct(send, 99):7.2f} "
+                          f"{_pct(deliver, 50):7.2f} {_pct(deliver, 99):7.2f} {srv_cpu:8.1f} {srv_itl:9.2f} "
+                          f"{'yes' if accurate else 'no':>4} {r['trust']:>6}", flush=True)
+        for label, table in (("TTFT error", best), ("delivery error", best_dlv)):
+            cp = table.get("chatprobe")
+            parts = []
+            for other in ("typical", "typical-rl"):
+                ty = table.get(other)
+                parts.append(f"{other} {ty or 0:,.0f} (ratio {f'{cp / ty:.2f}x' if cp and ty else 'n/a'})")
+            print(f"run {run}: highest tokens/s within the bounds on {label}: chatprobe {cp or 0:,.0f}, "
+                  f"{', '.join(parts)}", flush=True)
+        print(f"run {run}: load average at end {os.getloadavg()[0]:.2f}", flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--users", type=int, nargs="+", default=[64, 128])
     ap.add_argument("--duration", type=float, default=8.0)
     ap.add_argument("--clients", nargs="+", default=["chatprobe", "chatprobe-httpx", "typical"])
+    ap.add_argument("--accuracy", action="store_true", help="the accuracy-bounded mode (see the docstring)")
+    ap.add_argument("--streams", type=int, nargs="+", default=[64, 128, 256, 384, 512])
+    ap.add_argument("--warmup", type=float, default=2.0)
+    ap.add_argument("--runs", type=int, default=1)
+    ap.add_argument("--max-load", type=float, default=None)
     args = ap.parse_args()
+    if args.accuracy:
+        accuracy_bounded(args.streams, args.duration, args.warmup, args.runs, args.max_load)
+        return
     cpus = sorted(os.sched_getaffinity(0))
     print(f"server on CPU {cpus[-1]}, generator on CPU 0; TTFT 50 ms, ITL 5 ms, {TOKENS} tokens/request")
     print(f"{'client':16} {'users':>5} {'tok/s':>9} {'gen CPU%':>8} {'tok/s/core':>11} "

@@ -10,11 +10,15 @@ Usable two ways:
   usual and the workers' records reach the master (``worker_report``).
 
 Timing (see "Metric definitions" in the design). ``t_sent`` is stamped just
-before the request's bytes are written; every ``recv()`` is stamped with
-``perf_counter_ns()`` as it returns and its body bytes go straight into the
-project's SSE decoder with that stamp, so each event carries the arrival of
-its first byte; :class:`chatprobe.streams.StreamValidator` decides which
-events bear tokens (one definition for the whole project).
+before the request's bytes are written; every read is stamped and its body
+bytes go straight into the project's SSE decoder with that stamp, so each
+event carries the arrival of its first byte;
+:class:`chatprobe.streams.StreamValidator` decides which events bear tokens
+(one definition for the whole project). On plain-TCP Linux sockets the stamp
+is the kernel's receive time (SO_TIMESTAMPNS, read with ``recvmsg``; see
+:class:`KernelClock`), so TTFT / ITL do not depend on when the hub got round
+to the socket; elsewhere (TLS, no SO_TIMESTAMPNS) it is ``perf_counter_ns()``
+as ``recv()`` returns.
 
 The client: one keep-alive socket per user (closed loop) or a pool (open
 loop), HTTP parsed by geventhttpclient's C parser (llhttp) fed by our own
@@ -30,6 +34,8 @@ import itertools
 import os
 import random
 import socket as _stdsocket
+import struct
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -64,9 +70,11 @@ __all__ = [
     "ElasticChatUser",
     "ElasticCompletionUser",
     "HealthMonitor",
+    "KernelClock",
     "OpenAIUser",
     "OpenLoopUser",
     "PlanShape",
+    "kernel_clock",
     "state",
     "user_classes_for",
 ]
@@ -85,6 +93,17 @@ FAILURE_RULES = frozenset({
     "sse.empty_data",
 })
 _RECV_BYTES = 65536
+# Kernel receive timestamps. Python's socket module lacks the constant; 35 is
+# SO_TIMESTAMPNS(_OLD) in asm-generic (x86, arm, riscv…), whose cmsg is a native
+# struct timespec (two C longs). Other Linux ABIs use other numbers: no stamps there.
+_SO_TIMESTAMPNS: int | None = getattr(_stdsocket, "SO_TIMESTAMPNS", None)
+if _SO_TIMESTAMPNS is None and sys.platform == "linux" and os.uname().machine in {
+        "x86_64", "i686", "i386", "aarch64", "armv7l", "armv6l", "riscv64", "s390x", "ppc64le"}:
+    _SO_TIMESTAMPNS = 35
+_TIMESPEC = struct.Struct("@ll")
+_ANC_BYTES = _stdsocket.CMSG_SPACE(_TIMESPEC.size) if hasattr(_stdsocket, "CMSG_SPACE") else 0
+# Off switch (benchmarks compare both paths): CHATPROBE_KERNEL_STAMPS=0.
+_KERNEL_STAMPS_ENV = "CHATPROBE_KERNEL_STAMPS"
 _MAX_BODY_BYTES = 64 * 1024 * 1024
 _PROMPT_POOL = 64  # distinct prompts per process, built up front (off the hot path)
 _WORDS = ("alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel", "india",
@@ -210,6 +229,67 @@ class _RequestBuilder:
 
 
 _ids = itertools.count()
+
+
+class KernelClock:
+    """Maps the kernel's CLOCK_REALTIME receive stamps onto ``perf_counter_ns``.
+
+    perf_counter is CLOCK_MONOTONIC on Linux (the reference server's truth uses
+    it too). The offset REALTIME - MONOTONIC is measured by sandwiching
+    ``time_ns()`` between two ``perf_counter_ns()`` calls, keeping the
+    narrowest of a few tries, and re-measured every ``REFRESH_NS``. Residual
+    error: half the sandwich (well under 1 us here) plus NTP slewing of
+    REALTIME since the last refresh (at most 500 ppm, i.e. <= 0.5 ms after
+    1 s, typically a few us). A step of the wall clock is absorbed at the next
+    refresh; in between the caller's clamps (not before the request went out,
+    not before the previous read, not after now) keep the stamps sane.
+
+    The kernel reports the arrival of the *last* segment a ``recvmsg`` consumed:
+    when one read gathers several segments (the reader fell behind by more than
+    the gap between them), all of them get that last arrival. That is never later
+    than the user-space stamp it replaces.
+    """
+
+    REFRESH_NS = 1_000_000_000
+
+    def __init__(self) -> None:
+        self.offset_ns = 0  # REALTIME - MONOTONIC
+        self.width_ns = 0  # the sandwich of the last measurement
+        self.next_refresh_ns = 0
+        self.refresh()
+
+    def refresh(self) -> None:
+        best: tuple[int, int] | None = None
+        for _ in range(5):
+            a = time.perf_counter_ns()
+            wall = time.time_ns()
+            b = time.perf_counter_ns()
+            if best is None or b - a < best[0]:
+                best = (b - a, wall - (a + b) // 2)
+        assert best is not None
+        self.width_ns, self.offset_ns = best
+        self.next_refresh_ns = time.perf_counter_ns() + self.REFRESH_NS
+
+    def to_perf(self, realtime_ns: int, now: int) -> int:
+        """A REALTIME stamp taken before ``now`` (a perf_counter_ns) on perf_counter's scale."""
+        if now >= self.next_refresh_ns:
+            self.refresh()
+        return realtime_ns - self.offset_ns
+
+    def stamp(self, ancdata: list[tuple[int, int, bytes]], now: int) -> int | None:
+        """The receive stamp in a recvmsg's ancillary data, mapped; None when absent."""
+        for level, kind, data in ancdata:
+            if kind == _SO_TIMESTAMPNS and level == _stdsocket.SOL_SOCKET and len(data) >= _TIMESPEC.size:
+                sec, nsec = _TIMESPEC.unpack_from(data)
+                return self.to_perf(sec * 1_000_000_000 + nsec, now)
+        return None
+
+
+kernel_clock = KernelClock()
+
+
+def kernel_stamps_enabled() -> bool:
+    return _SO_TIMESTAMPNS is not None and _ANC_BYTES > 0 and os.environ.get(_KERNEL_STAMPS_ENV, "1") != "0"
 
 
 class _Failure(Exception):
@@ -367,6 +447,7 @@ class _Connection:
         self.reusable = True
         self.raw: _socket.socket | None = None
         self.sock: Any = None
+        self.kernel_stamps = False  # reads use recvmsg and the kernel's receive stamp
         if b.tls:
             sock = gevent.ssl.create_default_context().wrap_socket(sock, server_hostname=b.host)
             sock.settimeout(read_timeout_s)
@@ -375,6 +456,11 @@ class _Connection:
         raw = _socket.socket(fileno=sock.detach())
         raw.setblocking(False)
         self.raw = raw
+        if kernel_stamps_enabled():
+            assert _SO_TIMESTAMPNS is not None
+            with contextlib.suppress(OSError):
+                raw.setsockopt(_stdsocket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)
+                self.kernel_stamps = True
         loop = gevent.get_hub().loop
         self.reader = loop.io(raw.fileno(), 1)
         self.writer = loop.io(raw.fileno(), 2)
@@ -423,15 +509,25 @@ class _WatchedRead:
     def on_readable(self) -> None:
         ex = self.ex
         r = ex.record
-        assert self.conn.raw is not None
+        conn = self.conn
+        assert conn.raw is not None
         try:
-            data = self.conn.raw.recv(_RECV_BYTES)
+            if conn.kernel_stamps:
+                data, anc, _, _ = conn.raw.recvmsg(_RECV_BYTES, _ANC_BYTES)
+            else:
+                data = conn.raw.recv(_RECV_BYTES)
         except (BlockingIOError, InterruptedError):
             return
         except OSError:
             self._end(_Stale() if self.reused and r.t_first_byte_ns is None else _Failure("reset"))
             return
-        ex.now = now = time.perf_counter_ns()
+        now = time.perf_counter_ns()
+        if conn.kernel_stamps and data:
+            kernel = kernel_clock.stamp(anc, now)
+            if kernel is not None:
+                # Clamped: not after now, not before this request went out or the previous read.
+                now = max(min(kernel, now), r.t_sent_ns, ex.now)
+        ex.now = now
         parser = self.parser
         try:
             if not data:
