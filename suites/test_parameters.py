@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from chatprobe.checks import max_tokens_findings, n_findings, stop_findings
-from chatprobe.conformance import CheckRecord, Target
+from chatprobe.checks import choices_of, max_tokens_findings, n_findings, stop_findings
+from chatprobe.conformance import CheckRecord, NotApplicable, Target
 
 # The reference server echoes what follows "say:"; a real model follows the same instruction.
 STOP_PROMPT = "Repeat exactly the words after the colon and nothing else. say: one two STOP three four"
@@ -23,6 +23,13 @@ def test_max_tokens(chatprobe_target: Target, chatprobe_check: CheckRecord, stre
 @pytest.mark.parametrize("stream", [True, False], ids=["stream", "non_stream"])
 def test_stop(chatprobe_target: Target, chatprobe_check: CheckRecord, stream: bool) -> None:
     chatprobe_target.require("stop", *(() if stream else ("non_stream",)))
+    # A control without `stop` first: a target that never writes the word even unasked (a mock,
+    # a model that ignores the instruction) gives this check nothing to judge: n/a, not a pass.
+    _, control = chatprobe_check.send(chatprobe_target.chat(STOP_PROMPT, stream=stream, max_tokens=64))
+    if chatprobe_check.errors():
+        return  # the control request itself failed: its findings are the verdict
+    if not any("STOP" in choice.text for choice in choices_of(control)):
+        raise NotApplicable("the target did not write 'STOP' when asked without a stop parameter: nothing to judge")
     stop: object = ["STOP"] if "array" in chatprobe_target.profile.stop_forms else "STOP"
     spec = chatprobe_target.chat(STOP_PROMPT, stream=stream, stop=stop, max_tokens=64)
     _, outcome = chatprobe_check.send(spec, feature="stop")

@@ -85,10 +85,11 @@ EXPECTED: dict[str, Verdict] = {
     "parameters::test_max_tokens[non_stream]": fail("param.max_tokens_ignored"),  # 20 tokens for max_tokens=5
     # the same, and this check asks for stream usage, which comes inside a choices chunk (above)
     "parameters::test_max_tokens[stream]": fail("param.max_tokens_ignored", "usage.not_separate"),
-    # stop is ignored too, but the canned text never contains the check's stop word, so
-    # nothing shows here (the generated requests below do catch it: stop "m" in "mock")
-    "parameters::test_stop[non_stream]": PASS,
-    "parameters::test_stop[stream]": PASS,
+    # stop is ignored too, but the canned text never contains the check's stop word, even
+    # unasked (the check's control request): nothing to judge, so n/a rather than a vacuous
+    # pass (the generated requests below do catch it: stop "m" in "mock")
+    "parameters::test_stop[non_stream]": ("n/a", frozenset()),
+    "parameters::test_stop[stream]": ("n/a", frozenset()),
     "parameters::test_n_choices[non_stream]": PASS,  # the mock copies its message into n choices
     # streamed, only choice 0 gets a finish_reason: the mock's closing chunk is single-choice
     "parameters::test_n_choices[stream]": fail("stream.finish_reason_missing"),
