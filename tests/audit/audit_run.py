@@ -44,6 +44,6 @@ def rules_by_check(findings: Mapping[str, Any], severity: str) -> dict[str, set[
     }
 
 
-def cells(report_dir: Path, target: Mapping[str, Any]) -> dict[str, str]:
+def cells(target: Mapping[str, Any]) -> dict[str, str]:
     """The target's column of the matrix."""
     return dict(target["checks"])

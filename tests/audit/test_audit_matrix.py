@@ -43,7 +43,7 @@ def test_reference_columns_are_clean(audited: Audited) -> None:
     for name in REFERENCE.values():
         target = targets[name]
         assert target["status"] == "ok"
-        assert set(cells(audited.report_dir, target).values()) <= {"pass", "n/a"}, (name, target["evidence"])
+        assert set(cells(target).values()) <= {"pass", "n/a"}, (name, target["evidence"])
         assert target["must_missing"] == []
     openai = targets["clean"]
     # every feature of the table is exercised by some check (the table is not stale)
@@ -56,7 +56,7 @@ def test_cells_match_known_behaviour(audited: Audited, name: str) -> None:
     dialect, (fault_name,) = INSTANCES[name]
     fault = BY_NAME[fault_name]
     targets = by_name(audited.document)
-    reference = cells(audited.report_dir, targets[REFERENCE[dialect]])
+    reference = cells(targets[REFERENCE[dialect]])
     target = targets[name]
     assert target["status"] == "ok"
     findings = findings_of(audited.report_dir, target)
@@ -67,7 +67,7 @@ def test_cells_match_known_behaviour(audited: Audited, name: str) -> None:
         expected = {key: verdict if key in naming else cell for key, cell in reference.items()}
     else:
         naming, expected = set(), dict(reference)  # a legal variant changes nothing
-    assert cells(audited.report_dir, target) == expected
+    assert cells(target) == expected
     for key in naming:  # each non-pass cell points to its evidence
         assert fault.rule in target["evidence"][key]["rules"]
     if fault.rule is not None:
@@ -105,7 +105,7 @@ def test_extra_headers_reach_the_server(audited: Audited) -> None:
     sent = [ex["request"]["headers"] for c in findings["checks"] for ex in c["exchanges"]]
     # (the auth checks, which send without the default headers, are n/a: the clean server needs no key)
     assert sent and all(h.get(HEADER[0]) == HEADER[1] for h in sent)
-    assert set(cells(audited.report_dir, target).values()) <= {"pass", "n/a"}
+    assert set(cells(target).values()) <= {"pass", "n/a"}
 
 
 class _Page(HTMLParser):

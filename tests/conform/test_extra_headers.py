@@ -68,5 +68,11 @@ def test_extra_headers_reach_every_request_and_secrets_stay_out_of_reports(
     assert secret not in out.out + out.err
 
 
-def test_a_malformed_header_is_a_usage_error(tmp_path: Path) -> None:
-    assert main(["conform", "--target", "http://127.0.0.1:9", "--header", "no-colon", "--report-dir", str(tmp_path)]) == 2
+def test_a_malformed_header_is_a_usage_error(
+    recorder: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # a reachable target: exit 2 must come from the header, not from a refused connection
+    assert main(["conform", "--target", recorder, "--header", "no-colon", "--report-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["chatprobe conform: error: --header wants 'NAME: VALUE', got 'no-colon'"]
+    assert _Recorder.seen == []  # nothing was sent

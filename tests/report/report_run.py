@@ -43,3 +43,13 @@ def assert_no_secret(directory: Path) -> None:
     for path in directory.rglob("*"):
         if path.is_file():
             assert SECRET.encode() not in path.read_bytes(), path
+
+
+def assert_recreated(capsys: pytest.CaptureFixture[str], directory: Path, names: list[str]) -> None:
+    """`chatprobe report DIR` rewrites each rendering byte for byte and says so, one line each."""
+    original = take(directory, names)
+    code, out, err = report(capsys, str(directory))
+    assert (code, err) == (0, "")
+    assert out.splitlines() == [f"wrote {directory / name}" for name in names]
+    for name in names:
+        assert (directory / name).read_bytes() == original[name], name

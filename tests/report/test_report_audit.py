@@ -11,7 +11,14 @@ import pytest
 
 from chatprobe.server.runner import running_server
 from tests.audit.audit_run import UNREACHABLE_URL, audit, write_targets
-from tests.report.report_run import KEY_ENV, SECRET, assert_no_secret, csv_rows, report, take
+from tests.report.report_run import (
+    KEY_ENV,
+    SECRET,
+    assert_no_secret,
+    assert_recreated,
+    csv_rows,
+    report,
+)
 
 RENDERINGS = ["audit.html", "audit.md", "matrix.csv"]
 
@@ -33,12 +40,7 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 def test_renderings_recreated(run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     copy = Path(shutil.copytree(run_dir, tmp_path / "report"))
-    original = take(copy, RENDERINGS)
-    code, out, err = report(capsys, str(copy))
-    assert (code, err) == (0, "")
-    assert out.splitlines() == [f"wrote {copy / name}" for name in RENDERINGS]
-    for name in RENDERINGS:
-        assert (copy / name).read_bytes() == original[name], name
+    assert_recreated(capsys, copy, RENDERINGS)
     assert_no_secret(copy)
 
 

@@ -13,7 +13,14 @@ import pytest
 from chatprobe.metrics import percentile
 from chatprobe.server.runner import spawn_server
 from tests.load.conftest import QUICK, run_load
-from tests.report.report_run import KEY_ENV, SECRET, assert_no_secret, csv_rows, report, take
+from tests.report.report_run import (
+    KEY_ENV,
+    SECRET,
+    assert_no_secret,
+    assert_recreated,
+    csv_rows,
+    report,
+)
 
 RENDERINGS = ["report.html", "records.csv"]
 
@@ -41,12 +48,7 @@ def _summary(directory: Path) -> dict[str, Any]:
 
 
 def test_renderings_recreated(copy: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    original = take(copy, RENDERINGS)
-    code, out, err = report(capsys, str(copy))
-    assert (code, err) == (0, "")
-    assert out.splitlines() == [f"wrote {copy / name}" for name in RENDERINGS]
-    for name in RENDERINGS:
-        assert (copy / name).read_bytes() == original[name], name
+    assert_recreated(capsys, copy, RENDERINGS)
     assert_no_secret(copy)
 
 

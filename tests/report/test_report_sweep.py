@@ -14,7 +14,7 @@ import pytest
 
 from chatprobe.paths import specs_dir
 from tests.load.conftest import load_env
-from tests.report.report_run import csv_rows, report, take
+from tests.report.report_run import assert_recreated, csv_rows
 
 RENDERINGS = ["sweep.html", "levels.csv"]
 
@@ -35,12 +35,7 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 def test_renderings_recreated(run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     copy = Path(shutil.copytree(run_dir, tmp_path / "run"))
-    original = take(copy, RENDERINGS)
-    code, out, err = report(capsys, str(copy))
-    assert (code, err) == (0, "")
-    assert out.splitlines() == [f"wrote {copy / name}" for name in RENDERINGS]
-    for name in RENDERINGS:
-        assert (copy / name).read_bytes() == original[name], name
+    assert_recreated(capsys, copy, RENDERINGS)
 
 
 def test_levels_csv_agrees_with_sweep_json(run_dir: Path) -> None:
