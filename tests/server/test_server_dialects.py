@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import socket
+import time
 from typing import Any
 
 import httpx
@@ -366,6 +368,26 @@ def test_adaptive_ranges(server_url: str) -> None:
 
 
 # --- truth records --------------------------------------------------------------------------
+
+def test_truth_received_is_when_the_first_bytes_arrive(server_url: str) -> None:
+    """"received" is stamped as the request's first bytes come off the socket, not
+    when the whole head has arrived and the app's task runs."""
+    body = json.dumps(chat(max_tokens=1)).encode()
+    head = (f"POST {CHAT} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            f"X-Request-Id: first-bytes\r\nContent-Length: {len(body)}\r\n"
+            "Connection: close\r\n\r\n").encode()
+    host, port = server_url.removeprefix("http://").rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(head[:10])  # half a request line
+        time.sleep(0.2)  # a deliberate gap the stamp must not include
+        rest_sent = time.perf_counter_ns()
+        sock.sendall(head[10:] + body)
+        while sock.recv(65536):
+            pass
+    with httpx.Client(base_url=server_url, timeout=10) as client:
+        records = {r["request_id"]: r for r in client.get("/_chatprobe/truth").json()["records"]}
+    assert rest_sent - records["first-bytes"]["received_ns"] >= 150_000_000
+
 
 def test_truth_records_keyed_by_request_id(server_url: str) -> None:
     with httpx.Client(base_url=server_url, timeout=10) as client:

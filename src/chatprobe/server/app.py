@@ -105,7 +105,8 @@ class ReferenceApp:
             return
         if scope["type"] != "http":
             return
-        received_ns = time.perf_counter_ns()
+        # When its first bytes came off the socket (runner.StampingProtocol), else now.
+        received_ns = scope.get("chatprobe.received_ns") or time.perf_counter_ns()
         path: str = scope["path"]
         method: str = scope["method"]
         headers = dict(scope["headers"])

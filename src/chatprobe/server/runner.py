@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import uvicorn
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from chatprobe.errors import UsageError
 from chatprobe.server.app import ReferenceApp, ServerOptions, install_log_filter
@@ -58,12 +59,32 @@ def bind_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
+class StampingProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol, stamping each request with the time its first
+    bytes reached the server's event loop (``scope["chatprobe.received_ns"]``).
+
+    The truth record's "received" time is then taken where the request comes off
+    the socket, not when the app's task first runs: under load the task waits a
+    loop iteration behind every due stream, and that wait is the server's, not
+    the client's error."""
+
+    _received_ns = 0
+
+    def data_received(self, data: bytes) -> None:
+        self._received_ns = time.perf_counter_ns()
+        super().data_received(data)
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self.scope["chatprobe.received_ns"] = self._received_ns  # type: ignore[typeddict-unknown-key]
+
+
 def uvicorn_config(options: ServerOptions, *, configure_logging: bool = True) -> uvicorn.Config:
     """uvicorn on uvloop + httptools, no access log; a thread server leaves logging alone."""
     install_log_filter()
     extra: dict[str, Any] = {} if configure_logging else {"log_config": None}
     return uvicorn.Config(
-        ReferenceApp(options), loop="uvloop", http="httptools", lifespan="off",
+        ReferenceApp(options), loop="uvloop", http=StampingProtocol, lifespan="off",
         access_log=False, log_level="warning", timeout_graceful_shutdown=2,
         timeout_keep_alive=30, backlog=2048, **extra,
     )

@@ -1,7 +1,8 @@
 """Server-side timing records: the truth a client's measurements are judged against.
 
 Times are ``time.perf_counter_ns()`` (CLOCK_MONOTONIC on Linux: comparable
-across processes on one machine). Per request: when it was received, when it
+across processes on one machine). Per request: when it was received (its first
+bytes off the socket, see runner.StampingProtocol), when it
 got a generation slot, when each token event was written (a batch written in
 one send shares one time) and when the response finished. Records are keyed
 by the client's ``X-Request-Id`` header, else the response id, and kept in a
