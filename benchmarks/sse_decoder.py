@@ -1,4 +1,4 @@
-"""Benchmark: chatprobe.sse.SSEDecoder vs httpx-sse vs the openai SDK's SSE decoder.
+"""Benchmark: chatprobe.sse.SSEDecoder (compiled and pure Python) vs httpx-sse vs openai's SSE decoder.
 
 A script, not a test. It generates realistic captured streams (seeded, so every
 run sees the same bytes), feeds each one to the three decoders one after the
@@ -15,7 +15,8 @@ Fairness:
 - openai is driven through ``SSEDecoder.iter_bytes`` over the same chunks, as
   ``openai.Stream`` does.
 - ours: ``feed(chunk)`` per chunk, then ``close()``; a fresh decoder per stream
-  for everyone.
+  for everyone. "chatprobe" uses the compiled accelerator (chatprobe._ssefast)
+  when it is built, "chatprobe-py" forces the pure-Python bulk paths.
 """
 
 from __future__ import annotations
@@ -26,17 +27,20 @@ import random
 import statistics
 import time
 from collections.abc import Callable, Iterator
+from typing import TypeVar
 
 from httpx._decoders import TextDecoder
 from httpx_sse._decoders import SSEDecoder as HttpxSSEDecoder
 from httpx_sse._decoders import SSELineDecoder
 from openai._streaming import SSEDecoder as OpenAISSEDecoder
 
+import chatprobe.sse
 from chatprobe.sse import SSEDecoder
 
 # (type, data, id) of each event: what all three decoders expose in common.
 Triple = tuple[str, str, str]
 Runner = Callable[[list[bytes]], list[Triple]]
+_T = TypeVar("_T")
 
 _WORDS = (
     " the", " a", " model", " stream", " token", " of", " and", " server", " is", " to",
@@ -133,6 +137,20 @@ def run_ours(chunks: list[bytes]) -> list[Triple]:
     return out
 
 
+def _pure_python(run: Callable[[list[bytes]], _T]) -> Callable[[list[bytes]], _T]:
+    """``run`` with chatprobe's compiled accelerator switched off."""
+
+    def pure(chunks: list[bytes]) -> _T:
+        saved = chatprobe.sse.ACCELERATED
+        chatprobe.sse.ACCELERATED = False
+        try:
+            return run(chunks)
+        finally:
+            chatprobe.sse.ACCELERATED = saved
+
+    return pure
+
+
 def _httpx_lines(chunks: list[bytes]) -> Iterator[str]:
     text_decoder = TextDecoder()
     line_decoder = SSELineDecoder()
@@ -164,6 +182,7 @@ def run_openai(chunks: list[bytes]) -> list[Triple]:
 
 RUNNERS: dict[str, Runner] = {
     "chatprobe": run_ours,
+    "chatprobe-py": _pure_python(run_ours),
     "httpx-sse": run_httpx_sse,
     "openai": run_openai,
 }
@@ -199,6 +218,7 @@ def count_openai(chunks: list[bytes]) -> int:
 
 COUNTERS: dict[str, Callable[[list[bytes]], int]] = {
     "chatprobe": count_ours,
+    "chatprobe-py": _pure_python(count_ours),
     "httpx-sse": count_httpx_sse,
     "openai": count_openai,
 }
@@ -230,6 +250,8 @@ def main() -> None:
         for name, make in makers.items()
     }
 
+    state = "built, in use" if chatprobe.sse.ACCELERATED else "NOT built: both rows are pure Python"
+    print(f"chatprobe._ssefast accelerator: {state}")
     print("agreement with chatprobe (type, data, id per event):")
     for cap_name, streams in captures.items():
         chunked = [_socket_chunks(s, rng) for s in streams]
@@ -237,9 +259,9 @@ def main() -> None:
         for name, runner in RUNNERS.items():
             theirs = [runner(c) for c in chunked]
             same = sum(a == b for a, b in zip(ours, theirs, strict=True))
-            print(f"  {cap_name:15} {name:10} {same}/{len(streams)} streams identical")
+            print(f"  {cap_name:15} {name:12} {same}/{len(streams)} streams identical")
 
-    header = f"{'capture':15} {'feed':7} {'decoder':10} {'MB/s':>8} {'kev/s':>8} {'spread':>8} {'x httpx-sse':>11} {'x openai':>9}"
+    header = f"{'capture':15} {'feed':7} {'decoder':12} {'MB/s':>8} {'kev/s':>8} {'spread':>8} {'x httpx-sse':>11} {'x openai':>9}"
     print()
     print(header)
     print("-" * len(header))
@@ -261,7 +283,7 @@ def main() -> None:
             for name, ts in times.items():
                 spread = (max(ts) - min(ts)) / med[name] * 100
                 print(
-                    f"{cap_name:15} {feed_name:7} {name:10} "
+                    f"{cap_name:15} {feed_name:7} {name:12} "
                     f"{total_bytes / med[name] / 1e6:8.1f} {counts[name] / med[name] / 1e3:8.1f} "
                     f"{spread:7.0f}% {med['httpx-sse'] / med[name]:11.2f} {med['openai'] / med[name]:9.2f}"
                 )

@@ -35,18 +35,22 @@ same bytes gives the same events and findings):
   more than 18 significant digits is clamped to ``2**63 - 1`` ms.
 
 Speed: the decoder works on whole runs of complete lines, never byte by byte.
-``feed()`` has a hot path, all in one frame: when the bytes up to the last blank
-line are ``data: <value>\n\n`` blocks (the usual chat stream), one
-``bytes.split`` yields the values, memchr scans rule out CR, LF and BOMs in
-them, and a plain loop decodes each value and builds its event with
-``tuple.__new__``. Otherwise a run whose blank lines are ``\n\n`` or
-``\r\n\r\n`` is cut where a block of one of :data:`_SHAPES` starts
-(``data: <value>``, Elastic's ``event: message`` + ``data:``, with or without a
-BOM before it): the run is split at that shape's joint, and every piece that is
-a clean value becomes an event the same way. Every other block, and runs with
-other line ends, go line by line through the general interpreter, which decodes
-only the values it keeps and looks for stray BOMs / invalid UTF-8 only in
-non-ASCII lines. Any split of the input gives the same events and findings.
+``feed()`` has a hot path: when the bytes up to the last blank line start with
+``data: <value>\n\n`` blocks (the usual chat stream), they become events at
+once. Otherwise a run whose blank lines are ``\n\n`` or ``\r\n\r\n`` is cut
+where a block of one of :data:`_SHAPES` starts (``data: <value>``, Elastic's
+``event: message`` + ``data:``, with or without a BOM before it), and runs of
+such blocks whose values are clean (no CR, LF or BOM; valid UTF-8) become events
+the same way. Every other block, and runs with other line ends, go line by line
+through the general interpreter, which decodes only the values it keeps and
+looks for stray BOMs / invalid UTF-8 only in non-ASCII lines. Any split of the
+input gives the same events and findings.
+
+Those runs are walked by the optional C extension ``chatprobe._ssefast``
+(memchr over the buffer, values decoded in place, each Event built as the tuple
+subclass) when it was compiled at install; otherwise by ``bytes.split``, memchr
+checks and a plain Python loop. :data:`ACCELERATED` says which is in use; both
+give identical events and findings (the tests run every case through both).
 """
 
 from __future__ import annotations
@@ -58,7 +62,7 @@ from typing import Any, NamedTuple
 
 from chatprobe.findings import Finding, Severity, error, warning
 
-__all__ = ["DEFAULT_MAX_BUFFER", "MAX_FINDINGS_PER_RULE", "Event", "SSEDecoder"]
+__all__ = ["ACCELERATED", "DEFAULT_MAX_BUFFER", "MAX_FINDINGS_PER_RULE", "Event", "SSEDecoder"]
 
 DEFAULT_MAX_BUFFER = 8 * 1024 * 1024
 MAX_FINDINGS_PER_RULE = 100
@@ -88,6 +92,83 @@ class Event(NamedTuple):
 # tuple.__new__(Event, seven_items) builds an Event without running Event.__new__
 # or Event._make, which are Python functions.
 _tuple_new = tuple.__new__
+
+
+def _scan_py(
+    region: bytes,
+    start: int,
+    stop: int,
+    prefix: bytes,
+    sep: bytes,
+    back: int,
+    pos: int,
+    last_id: str,
+    first: int | None,
+    arrival: int | None,
+    event_type: type[Event],
+) -> tuple[list[Event], int, int]:
+    """Events for ``region[start:stop]`` when it is all ``prefix + value + sep``
+    blocks, each value free of CR, LF and BOM and valid UTF-8: "message" events
+    at stream offsets from ``pos``, stamped ``first`` then ``arrival``, each
+    ``end`` ``back`` bytes before the next block's offset. Returns the events,
+    where it stopped in ``region`` and that stop's stream offset: ``stop``, or
+    ``start`` and no events when a block is not clean.
+
+    ``region[start:stop]`` must start with ``prefix`` and end with ``sep``.
+    ``chatprobe._ssefast.scan`` does this in C, and also takes the clean blocks
+    before one that is not (the caller interprets the rest either way)."""
+    values = region[start + len(prefix) : stop - len(sep)].split(sep + prefix)
+    joined = b"".join(values)
+    # memchr for 0xEF first: BOMs are rare, other U+F000-U+FFFF characters too.
+    if not (b"\n" in joined or b"\r" in joined or (b"\xef" in joined and _BOM in joined)):
+        built = _events_py(values, len(sep) + len(prefix), back, pos, last_id, first, arrival, event_type)
+        if built is not None:  # else: invalid UTF-8, the caller's general path reports it
+            return built[0], stop, built[1]
+    return [], start, pos
+
+
+def _events_py(
+    values: list[bytes],
+    stride: int,
+    back: int,
+    pos: int,
+    last_id: str,
+    first: int | None,
+    arrival: int | None,
+    event_type: type[Event],
+) -> tuple[list[Event], int] | None:
+    """The "message" events of ``values``, one block each (``stride`` bytes of
+    prefix and separator around each value), and the offset after the last;
+    None if a value is not UTF-8."""
+    events: list[Event] = []
+    stamp = first
+    try:
+        # A plain loop: on CPython 3.11 it beats map/zip/accumulate.
+        for value in values:
+            nxt = pos + len(value) + stride
+            event = ("message", value.decode(), last_id, pos, nxt - back, stamp, None)
+            events.append(_tuple_new(event_type, event))
+            pos = nxt
+            stamp = arrival
+    except UnicodeDecodeError:
+        return None
+    return events, pos
+
+
+_Scan = Callable[
+    [bytes, int, int, bytes, bytes, int, int, str, int | None, int | None, type[Event]],
+    tuple[list[Event], int, int],
+]
+_scan_c: _Scan | None
+try:
+    from chatprobe._ssefast import scan as _scan_c
+except ImportError:  # not compiled (CHATPROBE_NO_EXT=1, no compiler): _scan_py and _bulk
+    _scan_c = None
+
+ACCELERATED = _scan_c is not None
+"""Whether the decoder uses the compiled ``chatprobe._ssefast.scan`` for runs of
+simple blocks (the same events and findings, about 2x the events/s on chat
+streams). False when the extension is not built; set it False to force pure Python."""
 
 
 class _Shape(NamedTuple):
@@ -127,7 +208,10 @@ _SHAPES = {
 
 
 class SSEDecoder:
-    """Incremental event-stream decoder: ``feed(bytes) -> [Event]``, ``close() -> [Event]``."""
+    """Incremental event-stream decoder: ``feed(bytes) -> [Event]``, ``close() -> [Event]``.
+
+    Runs of simple blocks go through the compiled ``chatprobe._ssefast`` when
+    :data:`ACCELERATED` is true, else through pure Python: same results."""
 
     def __init__(self, max_buffer: int = DEFAULT_MAX_BUFFER) -> None:
         if max_buffer < 1:
@@ -162,50 +246,36 @@ class SSEDecoder:
         self.bytes_fed += len(data)
         partial = self._partial
         if not (self._skip_lf or self._bom_pending or self.stopped) and self._ev_offset < 0:
-            # The hot path, all in this one frame: the bytes up to the last blank
-            # line are "data: <value>\n\n" blocks, each value free of CR, LF and
-            # (cheaply: no 0xEF byte) BOM, and valid UTF-8. Anything else, and the
-            # bytes after that blank line, take the general path below.
+            # The hot path: the bytes up to the last blank line start with
+            # "data: <value>\n\n" blocks, each value free of CR, LF and BOM, and
+            # valid UTF-8 (the usual chat stream). Those become events at once;
+            # anything else, and the bytes after them, take the general path.
             cut = data.rfind(b"\n\n") + len(partial)  # the partial holds no LF
             if (
                 cut >= len(partial)
                 and cut < self.max_buffer  # no line or event can break the limit
                 and (region := b"".join((partial, data)) if partial else data).startswith(b"data: ")
-                and region.find(b"\r", 0, cut) < 0
             ):
-                values = region[6:cut].split(b"\n\ndata: ")
-                joined = b"".join(values)
-                if b"\n" not in joined and b"\xef" not in joined:
-                    events: list[Event] = []
-                    pos = self._pos
-                    last_id = self._last_id
+                scan = _scan_c if ACCELERATED and _scan_c is not None else _scan_py
+                events, at, pos = scan(
+                    region, 0, cut + 2, b"data: ", b"\n\n", 0, self._pos, self._last_id,
                     # Only the first block can have begun in an earlier feed.
-                    stamp = self._partial_arrival if partial else arrival_ns
-                    try:
-                        # A plain loop: on CPython 3.11 it beats map/zip/accumulate.
-                        for value in values:
-                            end = pos + len(value) + 8
-                            event = ("message", value.decode(), last_id, pos, end, stamp, None)
-                            events.append(_tuple_new(Event, event))
-                            pos = end
-                            stamp = arrival_ns
-                    except UnicodeDecodeError:
-                        pass  # the general path reports it
-                    else:
-                        self._pos = pos
-                        partial.clear()
-                        cut += 2
-                        if cut < len(region):  # from this feed: the partial held no LF
-                            if (
-                                region.find(b"\n", cut) >= 0
-                                or region.find(b"\r", cut) >= 0
-                                or len(region) - cut > self.max_buffer
-                            ):
-                                events += self._feed(region[cut:], arrival_ns)
-                            else:  # the usual case: a partial line
-                                self._partial_arrival = arrival_ns
-                                partial += memoryview(region)[cut:]
-                        return events
+                    self._partial_arrival if partial else arrival_ns, arrival_ns, Event,
+                )  # fmt: skip
+                if events:  # else the first block is not clean: nothing was done
+                    self._pos = pos
+                    partial.clear()
+                    if at < len(region):  # from this feed: the partial held no LF
+                        if (
+                            region.find(b"\n", at) >= 0
+                            or region.find(b"\r", at) >= 0
+                            or len(region) - at > self.max_buffer
+                        ):
+                            events += self._feed(region[at:], arrival_ns)
+                        else:  # the usual case: a partial line
+                            self._partial_arrival = arrival_ns
+                            partial += memoryview(region)[at:]
+                    return events
         return self._feed(data, arrival_ns)
 
     def _feed(self, data: bytes, arrival_ns: int | None) -> list[Event]:
@@ -330,18 +400,34 @@ class SSEDecoder:
         """Interpret ``region[start:stop]``: whole blocks, the first one starting in
         a clean state (no field line pending). ``sep``: a line end + a blank line;
         ``shapes``: those to look for."""
+        scan = _scan_c if ACCELERATED else None
         while start < stop:
             for index, shape in enumerate(shapes):  # noqa: B007 (both used after the loop)
                 if region.startswith(shape.prefix, start):
                     break
             else:
-                # Up to the next blank line; without one (as in "\n\n\n", where the
-                # blank line the caller found overlaps the one before), to ``stop``.
+                index = -1
+            if index >= 0 and scan is not None:
+                # Compiled: the run of clean blocks of this shape at ``start``, up
+                # to the first block that is not clean (interpreted just below).
+                run, at, self._pos = scan(
+                    region, start, stop, shape.prefix, shape.sep, shape.end_back, self._pos,
+                    self._last_id, first_arrival if start == 0 else arrival, arrival, Event,
+                )  # fmt: skip
+                if run:
+                    events += run
+                    self._bom_findings(shape, run)
+                    start = at
+                    continue
+            if index < 0 or scan is not None:
+                # One block, up to the next blank line; without one (as in "\n\n\n",
+                # where the blank line the caller found overlaps the one before), to ``stop``.
                 end = region.find(sep, start, stop)
                 end = stop if end < 0 else end + len(sep)
                 self._span(region, start, end, first_arrival, arrival, events, False)
                 start = end
                 continue
+            # Pure Python: the whole run at once, in bulk.
             # Blocks of this shape follow each other joined by ``joint``: split
             # there, and each piece is a block's value, unless it holds a line end
             # or a BOM (then that block is not of the shape, and it and the blocks
@@ -417,22 +503,17 @@ class SSEDecoder:
         """Dispatch blocks ``i`` to ``j`` (exclusive), all of ``shape``; ``first`` is
         the first one's arrival stamp. False, having done nothing, if a value is
         not UTF-8."""
-        run: list[Event] = []
-        pos = self._pos
-        stride = len(shape.joint)
-        back = shape.end_back
-        last_id = self._last_id
-        stamp = first
-        try:
-            for value in values[i:j]:  # the same loop as feed()'s hot path
-                nxt = pos + len(value) + stride
-                event = ("message", value.decode(), last_id, pos, nxt - back, stamp, None)
-                run.append(_tuple_new(Event, event))
-                pos = nxt
-                stamp = arrival
-        except UnicodeDecodeError:
+        built = _events_py(values[i:j], len(shape.joint), shape.end_back, self._pos,
+                           self._last_id, first, arrival, Event)
+        if built is None:
             return False
+        run, pos = built
         events += run
+        self._bom_findings(shape, run)
+        self._pos = pos
+        return True
+
+    def _bom_findings(self, shape: _Shape, run: list[Event]) -> None:
         if shape.boms:  # each block starts with a BOM that is not the stream's first
             rule = "sse.bom_not_at_start"
             count = self.finding_counts.get(rule, 0)
@@ -441,8 +522,6 @@ class SSEDecoder:
                 # Finding() itself: warning()'s **kw would cost more than the event.
                 finding = Finding(rule, Severity.WARNING, _BOM_MESSAGE, dispatched.offset, None, {})
                 self.findings.append(finding)
-        self._pos = pos
-        return True
 
     def _span(
         self,

@@ -328,6 +328,7 @@ def test_findings_per_rule_are_capped_but_counted() -> None:
 
 def test_public_names_and_event_fields_are_pinned() -> None:
     assert chatprobe.sse.__all__ == [
+        "ACCELERATED",
         "DEFAULT_MAX_BUFFER",
         "MAX_FINDINGS_PER_RULE",
         "Event",
