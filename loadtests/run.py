@@ -269,6 +269,9 @@ def _health(s: LoadSettings, dispatch_p99: float | None, window: tuple[int, int]
             "loop_lag_p50_ms": percentile(plags, 50) if plags else None,
             "loop_lag_p99_ms": percentile(plags, 99) if plags else None,
             "loop_lag_max_ms": max(plags) if plags else None,
+            "gc_pauses": p.get("gc_pauses"),
+            "gc_pause_max_ms": p.get("gc_pause_max_ms"),
+            "gc_pause_total_ms": p.get("gc_pause_total_ms"),
         }
         out["processes"].append(entry)
         if p["role"] != "master" and (p["cpu_percent_mean"] or 0) >= CPU_SATURATED_PERCENT:

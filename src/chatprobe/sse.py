@@ -205,6 +205,12 @@ _SHAPES = {
     )
     for eol in (b"\n", b"\r\n")
 }
+# The lines of each shape before its data line: what _lines holds back when a
+# feed ends right after them.
+_HEADS = {
+    eol: frozenset(s.prefix[: -len(b"data: ")] for s in shapes if s.prefix != b"data: ")
+    for eol, shapes in _SHAPES.items()
+}
 
 
 class SSEDecoder:
@@ -227,6 +233,7 @@ class SSEDecoder:
         self._pos = 0  # stream offset of the first byte not yet part of a complete line
         self._partial = bytearray()  # the incomplete line at the end of the input so far
         self._partial_arrival: int | None = None  # arrival_ns of the partial's first byte
+        self._held = 0  # complete head lines at the partial's start, not yet interpreted (_lines)
         self._skip_lf = False  # the last line ended with a CR that may pair with an LF
         self._bom_pending = True  # the first three bytes have not been seen yet
         # The event being built (the standard's buffers).
@@ -250,7 +257,9 @@ class SSEDecoder:
             # "data: <value>\n\n" blocks, each value free of CR, LF and BOM, and
             # valid UTF-8 (the usual chat stream). Those become events at once;
             # anything else, and the bytes after them, take the general path.
-            cut = data.rfind(b"\n\n") + len(partial)  # the partial holds no LF
+            # The partial holds no LF, unless it starts with held head lines
+            # (_lines): then it starts with a BOM or "event:", not "data: ".
+            cut = data.rfind(b"\n\n") + len(partial)
             if (
                 cut >= len(partial)
                 and cut < self.max_buffer  # no line or event can break the limit
@@ -314,6 +323,7 @@ class SSEDecoder:
             first_arrival = self._partial_arrival
             region = b"".join((partial, memoryview(data)[start:stop]))
             partial.clear()
+            self._held = 0  # held head lines are interpreted with the region
         else:
             first_arrival = arrival_ns
             region = data if start == 0 and stop == len(data) else data[start:stop]
@@ -334,6 +344,7 @@ class SSEDecoder:
         self._closed = True
         if self.stopped:
             return []
+        self._flush_held()
         partial = bytes(self._partial)
         if self._data or (partial and partial.partition(b":")[0] == b"data"):
             offset = self._ev_offset if self._ev_offset >= 0 else self._pos
@@ -352,7 +363,8 @@ class SSEDecoder:
 
     def _extend_partial(self, data: bytes, start: int, arrival_ns: int | None) -> None:
         partial = self._partial
-        if len(partial) + len(data) - start > self.max_buffer:
+        if len(partial) - self._held + len(data) - start > self.max_buffer:
+            self._flush_held()  # its findings come first, at their offsets
             self._too_large(self._pos, "line")
             return
         if not partial:
@@ -383,8 +395,25 @@ class SSEDecoder:
         else:
             cut = 0
         if cut < len(region):  # the lines after the last blank line
-            self._span(region, cut, len(region), first_arrival, arrival, events, False)
+            if self._ev_offset < 0 and region[cut:] in _HEADS[eol]:
+                # Only the head of a bulk shape (Elastic's "event: message"): hold
+                # it back in the partial, uninterpreted, so the next feed's region
+                # starts with the whole block and takes the bulk path.
+                self._held = len(region) - cut
+                self._partial += memoryview(region)[cut:]
+                self._partial_arrival = first_arrival if cut == 0 else arrival
+            else:
+                self._span(region, cut, len(region), first_arrival, arrival, events, False)
         return events
+
+    def _flush_held(self) -> None:
+        """Interpret the head lines held back at the partial's start (see _lines)."""
+        held = self._held
+        if held:
+            self._held = 0
+            head = bytes(self._partial[:held])
+            del self._partial[:held]
+            self._span(head, 0, held, self._partial_arrival, self._partial_arrival, [], False)
 
     def _blocks(
         self,
@@ -701,6 +730,7 @@ class SSEDecoder:
         )
         self.stopped = True
         self._partial = bytearray()
+        self._held = 0
         self._data = []
 
     def _report(

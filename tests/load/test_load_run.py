@@ -39,8 +39,10 @@ def test_short_run_per_dialect(dialect: str, paced_server: str, tmp_path: Path) 
     w = doc["summary"]["window"]
     again = summarize(_records(tmp_path), (w["start_ns"], w["end_ns"])).to_json()
     assert again["latency_ms"] == doc["summary"]["latency_ms"]
+    (local,) = doc["health"]["processes"]
+    assert isinstance(local["gc_pauses"], int) and local["gc_pause_total_ms"] >= 0
     html = (tmp_path / "report.html").read_text(encoding="utf-8")
-    assert html.count("<svg") >= 5
+    assert html.count("<svg") >= 5 and "GC pauses" in html
     assert "<script" not in html and 'src="http' not in html and "href=\"http" not in html
 
 

@@ -128,10 +128,12 @@ def render(doc: dict[str, Any], records: list[RequestRecord] | None = None) -> s
     parts.append(line_chart(load_lines, "Users / rate over time", "seconds", "count"))
 
     parts.append("<h2>Generator health</h2>")
-    parts.append(table(["process", "pid", "CPU mean %", "CPU max %", "loop lag p50", "p99", "max (ms)"], [
+    parts.append(table(["process", "pid", "CPU mean %", "CPU max %", "loop lag p50", "p99", "max (ms)",
+                        "GC pauses", "longest (ms)"], [
         [escape(p["role"] + (f" {p['worker_id']}" if p.get("worker_id") else "")), str(p["pid"]),
          _n(p["cpu_percent_mean"], 1), _n(p["cpu_percent_max"], 1), _n(p["loop_lag_p50_ms"], 3),
-         _n(p["loop_lag_p99_ms"], 3), _n(p["loop_lag_max_ms"], 1)] for p in health["processes"]]))
+         _n(p["loop_lag_p99_ms"], 3), _n(p["loop_lag_max_ms"], 1), _n(p.get("gc_pauses"), 0),
+         _n(p.get("gc_pause_max_ms"), 2)] for p in health["processes"]]))
     th = health["thresholds"]
     parts.append(f"<p>Flagged when a generator uses ≥ {th['cpu_percent']:g} % of a core, its gevent loop lag p99"
                  f" exceeds {th['loop_lag_p99_ms']:g} ms, or (open loop) the dispatch lag p99 exceeds"
