@@ -59,7 +59,12 @@ from locust.runners import MasterRunner
 from chatprobe.dialects import auth_headers, place
 from chatprobe.findings import Severity
 from chatprobe.loadplan import SETTINGS_ENV, LoadSettings, rate_at, stage_at
-from chatprobe.metrics import MetricsCollector, RequestRecord, resolve_output_tokens
+from chatprobe.metrics import (
+    MetricsCollector,
+    RequestRecord,
+    clock_offset_ns,
+    resolve_output_tokens,
+)
 from chatprobe.specs import Profile, load_profile
 from chatprobe.sse import SSEDecoder
 from chatprobe.streams import StreamValidator
@@ -126,6 +131,10 @@ class _State:
         self.findings: dict[str, int] = {}  # non-failing protocol findings, per rule
         self.health: HealthMonitor | None = None
         self._builder: _RequestBuilder | None = None
+        # Processes generating load, everywhere: an open-loop dispatcher takes this
+        # share of the rate. Local workers: --processes; the master tells every
+        # worker the total (remote ones included) before the load starts.
+        self.generators: int | None = None
 
     def load(self) -> LoadSettings:
         if self.settings is None:
@@ -134,6 +143,12 @@ class _State:
                 raise RuntimeError(f"set {SETTINGS_ENV} (JSON load settings, or @file.json)")
             self.settings = LoadSettings.loads(raw)
         return self.settings
+
+    def share(self) -> int:
+        if self.generators is None:
+            s = self.load()
+            self.generators = s.processes + s.expect_workers if s.distributed else 1
+        return self.generators
 
     @property
     def builder(self) -> _RequestBuilder:
@@ -821,14 +836,14 @@ class OpenLoopUser(User):
     def on_start(self) -> None:
         s = state.load()
         self._client = _make_client(s)
-        self._slots = gevent.lock.BoundedSemaphore(max(1, s.max_in_flight // s.processes))
+        self._slots = gevent.lock.BoundedSemaphore(max(1, s.max_in_flight // state.share()))
 
     def on_stop(self) -> None:
         state.inflight.kill(block=False)
         self._client.close()
 
     def _rate(self, s: LoadSettings) -> float | None:
-        share = max(1, s.processes)  # each process's dispatcher takes an equal share
+        share = state.share()  # each process's dispatcher takes an equal share
         if s.stages:
             r = rate_at(s.stages, state.elapsed_s())
             return None if r is None else r / share
@@ -886,7 +901,7 @@ class PlanShape(LoadTestShape):
             return None
         _, stage = now
         if stage.users is None:  # open loop: the dispatchers read the rate themselves
-            return s.processes, float(s.processes)
+            return state.share(), float(state.share())
         return stage.users, stage.spawn_rate or float(stage.users)
 
 
@@ -985,11 +1000,32 @@ class HealthMonitor:
 # ---------------------------------------------------------------------------
 # Distribution: workers ship their new records with each stats report
 # ---------------------------------------------------------------------------
+def _boot_id() -> str | None:
+    try:
+        with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as f:
+            return f.read().strip() or None
+    except OSError:
+        return None
+
+
+_BOOT_ID = _boot_id()
+
+
+def clock_sample() -> dict[str, Any]:
+    """This process's monotonic and wall clocks read together (see metrics.clock_offset_ns)."""
+    before = time.perf_counter_ns()
+    wall = time.time_ns()
+    after = time.perf_counter_ns()
+    return {"boot_id": _BOOT_ID, "host": _stdsocket.gethostname(),
+            "perf_ns": (before + after) // 2, "wall_ns": wall}
+
+
 def worker_payload(final: bool) -> dict[str, Any]:
     records = state.collector.records
     new = records[state.shipped:]
     state.shipped = len(records)
     return {
+        "clock": clock_sample(),
         "worker_id": state.worker_id,
         "records": [r.to_json() for r in new],
         "sent_total": state.shipped,
@@ -1004,16 +1040,29 @@ def _on_report_to_master(client_id: str, data: dict[str, Any]) -> None:
 
 
 class MasterInbox:
-    """What the master has received from each worker (records merged exactly)."""
+    """What the master has received from each worker (records merged exactly).
+
+    A worker on another machine stamps with its own monotonic clock: its
+    records and loop-lag stamps are moved onto the master's clock on arrival
+    (metrics.clock_offset_ns; 0 for workers on the master's machine)."""
 
     def __init__(self) -> None:
         self.records: dict[str, int] = {}  # worker -> records received
         self.final: dict[str, dict[str, Any]] = {}  # worker -> its final payload
         self.latest: dict[str, dict[str, Any]] = {}  # worker -> its latest payload
+        self.clock_offsets_ns: dict[str, int] = {}  # worker -> the last offset applied
 
     def take(self, payload: dict[str, Any]) -> None:
         wid = payload["worker_id"]
-        state.collector.extend(RequestRecord.from_json(r) for r in payload["records"])
+        offset = clock_offset_ns(clock_sample(), payload["clock"]) if payload.get("clock") else 0
+        self.clock_offsets_ns[wid] = offset
+        records = [RequestRecord.from_json(r) for r in payload["records"]]
+        state.collector.extend([r.shifted(offset) for r in records] if offset else records)
+        health = payload.get("health")
+        if offset and health:
+            health["loop_lag_at_ns"] = [t + offset for t in health["loop_lag_at_ns"]]
+        if health:
+            health["clock_offset_ms"] = offset / 1e6
         self.records[wid] = self.records.get(wid, 0) + len(payload["records"])
         self.latest[wid] = payload
         if payload["final"]:

@@ -7,9 +7,11 @@
 ``import locust`` monkey-patches the whole process with gevent, so this runs
 in a process of its own (never under the CLI's or pytest's interpreter, and
 never next to the asyncio reference server). With ``processes > 1`` in the
-settings the master starts that many workers on this machine; workers on
-other machines are started by hand with ``--worker --master-host`` and the
-same settings file (their clocks must then be shifted: see metrics.py).
+settings the master starts that many workers on this machine; with
+``expect_workers`` (``--expect-workers N``) it also listens on ``master_bind``
+and waits for N workers started on other machines (``chatprobe load --worker
+HOST:PORT`` with the same request flags). Their records are moved onto the
+master's clock as they arrive (metrics.clock_offset_ns).
 
 The master (or the local runner) writes ``records.jsonl`` and
 ``summary.json`` into the report directory; the CLI renders the HTML report
@@ -36,12 +38,13 @@ import gevent
 import gevent.event
 import locust
 from locust.env import Environment
+from locust.exception import RPCError
 from locust.runners import STATE_STOPPED, STATE_STOPPING, MasterRunner, WorkerRunner
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # as `locust -f` would
 import chatprobe_locust as cl
 
-from chatprobe.loadplan import SETTINGS_ENV, LoadSettings, rate_at, stage_at
+from chatprobe.loadplan import SETTINGS_ENV, LoadSettings, rate_at, split_host_port, stage_at
 from chatprobe.metrics import (
     RequestRecord,
     parse_slos,
@@ -56,6 +59,7 @@ CPU_SATURATED_PERCENT = 90.0
 LOOP_LAG_P99_MS = 5.0
 DISPATCH_LAG_P99_MS = 10.0
 _WORKER_JOIN_S = 30.0
+_REMOTE_JOIN_S = 570.0  # remote workers are started by hand: up to 10 minutes in all
 _FLUSH_S = 15.0
 
 
@@ -87,7 +91,11 @@ def run_worker(s: LoadSettings, host: str, port: int) -> int:
         cl.state.stopping = True
         runner.send_message("chatprobe_final", cl.worker_payload(final=True))
 
+    def on_layout(environment: Environment, msg: Any, **_: Any) -> None:
+        cl.state.generators = int(msg.data["generators"])
+
     runner.register_message("chatprobe_flush", on_flush)
+    runner.register_message("chatprobe_layout", on_layout)
     runner.greenlet.join()
     return 0
 
@@ -130,30 +138,47 @@ class _Progress:
 
 def run_main(s: LoadSettings) -> int:
     env = _environment(s)
-    distributed = s.processes > 1
+    distributed = s.distributed
     workers: list[subprocess.Popen[bytes]] = []
     runner: Any
     if distributed:
-        port = _free_port()
-        runner = env.create_master_runner("127.0.0.1", port)
+        if s.master_bind:
+            bind_host, port = split_host_port(s.master_bind, "--master-bind")
+        else:
+            bind_host, port = "127.0.0.1", _free_port()
+        try:
+            runner = env.create_master_runner(bind_host, port)
+        except (OSError, RPCError) as exc:  # address in use, no such interface
+            sys.stderr.write(f"chatprobe load: error: cannot listen on {bind_host}:{port}: {exc}\n")
+            return 2
         assert isinstance(runner, MasterRunner)
         runner.register_message(
             "chatprobe_final", lambda environment, msg, **_: cl.inbox.take(msg.data)
         )
-        for _ in range(s.processes):
+        local = s.processes
+        for _ in range(local):
             workers.append(
                 subprocess.Popen(
                     [sys.executable, __file__, "--worker", "--master-port", str(port)],
                     env=dict(os.environ),
                 )
             )
-        deadline = time.monotonic() + _WORKER_JOIN_S
-        while len(runner.clients.ready) < s.processes:
+        expected = local + s.expect_workers
+        if s.expect_workers:
+            sys.stderr.write(f"chatprobe load: master on {bind_host}:{port} waiting for "
+                             f"{s.expect_workers} remote worker(s)\n")
+        deadline = time.monotonic() + _WORKER_JOIN_S + (_REMOTE_JOIN_S if s.expect_workers else 0)
+        while len(runner.clients.ready) < expected:
             if time.monotonic() > deadline or any(w.poll() is not None for w in workers):
                 _stop_workers(workers)
-                sys.stderr.write("chatprobe load: error: workers did not connect\n")
+                runner.quit()
+                sys.stderr.write(f"chatprobe load: error: {len(runner.clients.ready)} of {expected} "
+                                 "workers connected\n")
                 return 2
             gevent.sleep(0.05)
+        cl.state.generators = expected
+        for client in runner.clients.all:  # before any spawn message: same socket, in order
+            runner.send_message("chatprobe_layout", {"generators": expected}, client.id)
     else:
         runner = env.create_local_runner()
 
@@ -172,7 +197,7 @@ def run_main(s: LoadSettings) -> int:
     if s.stages:
         runner.start_shape()
     else:
-        users = s.processes if s.open_loop else s.users
+        users = cl.state.share() if s.open_loop else s.users
         runner.start(users, spawn_rate=s.spawn_rate or float(users))
     t0_ns = cl.state.t0_ns or time.perf_counter_ns()
     progress = _Progress(s)
@@ -245,7 +270,7 @@ def _in_window(p: dict[str, Any], window: tuple[int, int]) -> list[float]:
 def _health(s: LoadSettings, dispatch_p99: float | None, window: tuple[int, int]) -> dict[str, Any]:
     processes = []
     own = cl.state.health.to_json() if cl.state.health else None
-    if s.processes > 1:
+    if s.distributed:
         for wid, payload in sorted(cl.inbox.latest.items()):
             if payload.get("health"):
                 processes.append({"role": "worker", "worker_id": wid, **payload["health"]})
@@ -269,6 +294,7 @@ def _health(s: LoadSettings, dispatch_p99: float | None, window: tuple[int, int]
             "loop_lag_p50_ms": percentile(plags, 50) if plags else None,
             "loop_lag_p99_ms": percentile(plags, 99) if plags else None,
             "loop_lag_max_ms": max(plags) if plags else None,
+            "clock_offset_ms": p.get("clock_offset_ms", 0.0),
             "gc_pauses": p.get("gc_pauses"),
             "gc_pause_max_ms": p.get("gc_pause_max_ms"),
             "gc_pause_total_ms": p.get("gc_pause_total_ms"),
@@ -334,6 +360,7 @@ def _write_outputs(
             "warmup_s": s.warmup_s,
             "t0_ns": t0_ns,
             "processes": s.processes,
+            "generators": cl.state.share(),
             "client": s.client,
             "records_file": "records.jsonl",
             "records": len(records),

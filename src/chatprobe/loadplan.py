@@ -90,6 +90,10 @@ class LoadSettings:
     client: Literal["gevent", "httpx"] = "gevent"
     check_schema: bool = False  # validate every chunk against its schema (costs CPU under load)
     processes: int = 1
+    # Across machines: the master listens here (HOST:PORT) and also waits for this
+    # many workers started elsewhere with `chatprobe load --worker HOST:PORT`.
+    master_bind: str | None = None
+    expect_workers: int = 0
     seed: int = 0
     report_dir: str = "chatprobe-load"
     progress: bool = True
@@ -108,6 +112,10 @@ class LoadSettings:
         _positive("--read-timeout", self.read_timeout_s)
         _positive("--max-in-flight", self.max_in_flight, integer=True)
         _positive("--processes", self.processes, integer=True)
+        if not isinstance(self.expect_workers, int) or self.expect_workers < 0:
+            raise UsageError(f"--expect-workers must be a whole number >= 0, got {self.expect_workers!r}")
+        if self.master_bind is not None:
+            split_host_port(self.master_bind, "--master-bind")
         if self.spawn_rate is not None:
             _positive("--spawn-rate", self.spawn_rate)
         if not 0 <= self.warmup_s < self.duration_s:
@@ -119,6 +127,11 @@ class LoadSettings:
         if self.dataset is not None and not Path(self.dataset).is_file():
             raise UsageError(f"dataset {self.dataset!r} is not a readable file")
         return self
+
+    @property
+    def distributed(self) -> bool:
+        """A master and workers (local ones, remote ones or both), else one local runner."""
+        return self.processes > 1 or self.expect_workers > 0
 
     @property
     def open_loop(self) -> bool:
@@ -150,6 +163,15 @@ class LoadSettings:
         if text.startswith("@"):
             text = Path(text[1:]).read_text(encoding="utf-8")
         return cls.from_json(json.loads(text))
+
+
+def split_host_port(text: str, flag: str) -> tuple[str, int]:
+    """``HOST:PORT`` (``[v6]:PORT`` too); UsageError naming ``flag`` otherwise."""
+    host, sep, port = text.rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise UsageError(f"{flag} must be HOST:PORT, got {text!r}")
+    return host, int(port)
 
 
 def _positive(flag: str, value: float, *, integer: bool = False) -> None:

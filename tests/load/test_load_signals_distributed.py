@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -50,9 +51,55 @@ def test_master_and_two_workers_merge_exactly(paced_server: str, tmp_path: Path)
     assert len({r.request_id for r in records}) == len(records)
     roles = sorted(p["role"] for p in doc["health"]["processes"])
     assert roles == ["master", "worker", "worker"]
+    # Workers on the master's machine share its clock: nothing is shifted.
+    assert [p["clock_offset_ms"] for p in doc["health"]["processes"]] == [0, 0, 0]
     w = doc["summary"]["window"]
     union = summarize(records, (w["start_ns"], w["end_ns"])).to_json()
     got = doc["summary"]
     assert got["requests"] == union["requests"] and got["requests"]["total"] > 0
     for metric in ("ttft_ms", "itl_ms", "tpot_ms", "e2e_ms"):
         assert got["latency_ms"][metric] == union["latency_ms"][metric]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_master_waits_for_a_worker_started_elsewhere(paced_server: str, tmp_path: Path) -> None:
+    """The across-machines mode, on loopback: the master listens on --master-bind and
+    waits for --expect-workers; the worker is a `chatprobe load --worker HOST:PORT`
+    started on its own (here: after the master), with the same request flags."""
+    bind = f"127.0.0.1:{_free_port()}"
+    common = ["--target", paced_server, "--max-tokens", "8", "--no-progress", "--rate", "20",
+              "--arrivals", "constant"]
+    master = subprocess.Popen(
+        [sys.executable, "-m", "chatprobe", "load", *common, "--duration", "2",
+         "--master-bind", bind, "--expect-workers", "1", "--report-dir", str(tmp_path / "m")],
+        env=load_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        worker = subprocess.run(
+            [sys.executable, "-m", "chatprobe", "load", *common, "--worker", bind],
+            env=load_env(), capture_output=True, text=True, timeout=90)
+        out, err = master.communicate(timeout=90)
+    finally:
+        master.kill()
+    assert worker.returncode == 0, worker.stderr
+    assert master.returncode == 0, err
+    assert "waiting for 1 remote worker" in err
+    doc = read_summary(tmp_path / "m")
+    assert doc["run"]["generators"] == 2  # the local worker and the remote one
+    with open(tmp_path / "m" / "records.jsonl", encoding="utf-8") as f:
+        records = [RequestRecord.from_json(json.loads(line)) for line in f]
+    assert len({r.worker_id for r in records}) == 2
+    # Open loop at 20/s shared by two dispatchers: about 40 requests in 2 s, not 80.
+    assert 25 <= len(records) <= 55, len(records)
+
+
+def test_worker_flag_errors_are_one_line(tmp_path: Path) -> None:
+    for args in (["--worker", "nohost"], ["--worker", "127.0.0.1:1"],
+                 ["--master-bind", "x", "--expect-workers", "1"], ["--expect-workers", "-1"]):
+        proc = run_load(args, tmp_path, timeout=30)
+        assert proc.returncode == 2, (args, proc.stdout, proc.stderr)
+        assert len(proc.stderr.strip().splitlines()) == 1, (args, proc.stderr)

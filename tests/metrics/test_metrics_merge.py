@@ -13,6 +13,7 @@ from metrics_strategies import MS, records
 from chatprobe.metrics import (
     MetricsCollector,
     RequestRecord,
+    clock_offset_ns,
     merge_records,
     parse_slos,
     summarize,
@@ -140,3 +141,35 @@ def test_on_record_sees_every_record() -> None:
     collector.add(RequestRecord("b", "openai", t_sent_ns=50, ok=True))  # outside the window
     assert seen == ["a", "b"]
     assert collector.summary().total == 1
+
+
+# --- clocks of other machines ------------------------------------------------------
+
+def _clock(boot_id: str | None, host: str, perf_ns: int, wall_ns: int) -> dict[str, object]:
+    return {"boot_id": boot_id, "host": host, "perf_ns": perf_ns, "wall_ns": wall_ns}
+
+
+def test_one_kernel_one_clock_no_offset() -> None:
+    # Same boot id: one CLOCK_MONOTONIC, whatever the wall clocks or host names say.
+    local = _clock("b1", "a", 5_000, 1_700_000_000_000_000_000)
+    assert clock_offset_ns(local, _clock("b1", "other-name", 9_999, 1_700_000_000_500_000_000)) == 0
+    # No boot ids (not Linux): the host name decides.
+    assert clock_offset_ns(_clock(None, "a", 1, 2), _clock(None, "a", 3, 4)) == 0
+
+
+def test_another_machine_is_bridged_by_the_wall_clocks() -> None:
+    wall = 1_700_000_000_000_000_000
+    # The remote's monotonic clock reads 1 s when the local one reads 50 s, at one wall time.
+    local = _clock("b1", "a", 50_000_000_000, wall)
+    remote = _clock("b2", "b", 1_000_000_000, wall)
+    offset = clock_offset_ns(local, remote)
+    assert offset == 49_000_000_000
+    # A request the remote sent 2 s later (its clock) lands 2 s later on the local clock.
+    record = RequestRecord("r", "openai", t_sent_ns=3_000_000_000, t_first_token_ns=3_050_000_000,
+                           token_arrivals_ns=[3_050_000_000, 3_055_000_000], t_end_ns=3_060_000_000)
+    moved = record.shifted(offset)
+    assert moved.t_sent_ns == 52_000_000_000
+    assert summarize([moved]).to_json()["latency_ms"] == summarize([record]).to_json()["latency_ms"]
+    # Different host names but no boot ids: also another machine.
+    # (at wall 100 the remote reads 70, which is the local 10)
+    assert clock_offset_ns(_clock(None, "a", 10, 100), _clock(None, "b", 10, 40)) == -60

@@ -17,6 +17,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -26,7 +27,7 @@ from urllib.parse import urlsplit
 
 from chatprobe.commands.probe import add_target_arguments, api_key_from, target_url
 from chatprobe.errors import UsageError
-from chatprobe.loadplan import SETTINGS_ENV, LoadSettings, load_plan, with_plan
+from chatprobe.loadplan import SETTINGS_ENV, LoadSettings, load_plan, split_host_port, with_plan
 from chatprobe.metrics import parse_slos
 from chatprobe.paths import data_dir
 from chatprobe.specs import load_profile
@@ -47,6 +48,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_request_arguments(parser)
     parser.add_argument("--report-dir", metavar="DIR", default="chatprobe-load", help="default ./chatprobe-load")
     parser.add_argument("--no-progress", action="store_true", help="no live progress line")
+    dist = parser.add_argument_group("distributed across machines (Locust master / workers)")
+    dist.add_argument("--master-bind", metavar="HOST:PORT",
+                      help="the master listens here (default: 127.0.0.1 and a free port, for "
+                           "--processes workers only)")
+    dist.add_argument("--expect-workers", type=int, metavar="N",
+                      help="also wait for N workers started on other machines with "
+                           "`chatprobe load --worker HOST:PORT` and the same request flags")
+    dist.add_argument("--worker", metavar="HOST:PORT",
+                      help="run as a worker of the master at HOST:PORT (needs --target); the "
+                           "master decides users, timing and the report")
 
 
 def add_request_arguments(parser: argparse.ArgumentParser) -> None:
@@ -107,6 +118,8 @@ def settings_from_args(args: argparse.Namespace, target: str, *, use_stages: boo
         "dataset": args.dataset, "max_tokens": args.max_tokens, "ignore_eos": args.ignore_eos,
         "processes": args.processes, "timeout_s": args.timeout, "read_timeout_s": args.read_timeout,
         "max_in_flight": args.max_in_flight,
+        "master_bind": getattr(args, "master_bind", None),
+        "expect_workers": getattr(args, "expect_workers", None),
     }
     values.update({k: v for k, v in flags.items() if v is not None})
     if args.profile:
@@ -164,6 +177,8 @@ def cpu_split(own_server: bool) -> tuple[int | None, set[int] | None]:
 
 def run(args: argparse.Namespace) -> int:
     api_key_from(args.api_key_env)  # fail early (exit 2) when the variable is missing
+    if args.worker:
+        return _run_worker(args)
     # Validate everything we can before starting a server.
     settings_from_args(args, args.target or "http://127.0.0.1:1")
     server_cpu, generator_cpus = cpu_split(args.target is None)
@@ -205,7 +220,24 @@ def run_level(s: LoadSettings, cpus: set[int] | None) -> dict[str, Any]:
     return doc
 
 
-def _run_generator(s: LoadSettings, cpus: set[int] | None) -> int:
+_WORKER_WAIT_S = 600.0  # how long a worker may wait for its master to start the load
+
+
+def _run_worker(args: argparse.Namespace) -> int:
+    """``--worker HOST:PORT``: one generator process serving a master elsewhere; it
+    writes no report (the master merges its records). Exit 0 when the master quits."""
+    if not args.target:
+        raise UsageError("--worker needs --target (the master's target)")
+    host, port = split_host_port(args.worker, "--worker")
+    # Its settings file in a directory of its own: a worker writes no report.
+    s = replace(settings_from_args(args, args.target), report_dir=tempfile.mkdtemp(prefix="chatprobe-worker-"))
+    check_reachable(args.target)
+    worker_args = ["--worker", "--master-host", host, "--master-port", str(port)]
+    return _run_generator(s, None, worker_args, limit_s=_WORKER_WAIT_S + s.duration_s + _GRACE_S)
+
+
+def _run_generator(s: LoadSettings, cpus: set[int] | None, extra_args: list[str] | None = None,
+                   limit_s: float | None = None) -> int:
     out = Path(s.report_dir)
     out.mkdir(parents=True, exist_ok=True)
     with contextlib.suppress(FileNotFoundError):
@@ -224,8 +256,8 @@ def _run_generator(s: LoadSettings, cpus: set[int] | None) -> int:
 
     # A session of its own: Ctrl-C reaches only us, and we forward it once,
     # so the generator stops cleanly and writes what it measured.
-    child = subprocess.Popen([sys.executable, str(script)], env=env, start_new_session=True,
-                             preexec_fn=pin if cpus else None)
+    child = subprocess.Popen([sys.executable, str(script), *(extra_args or [])], env=env,
+                             start_new_session=True, preexec_fn=pin if cpus else None)
     interrupted = [False]
 
     def forward(signum: int, frame: FrameType | None) -> None:
@@ -235,7 +267,9 @@ def _run_generator(s: LoadSettings, cpus: set[int] | None) -> int:
 
     previous = signal.signal(signal.SIGINT, forward)
     previous_term = signal.signal(signal.SIGTERM, forward)
-    deadline = time.monotonic() + s.duration_s + _GRACE_S + 10.0 * s.processes
+    if limit_s is None:
+        limit_s = s.duration_s + _GRACE_S + 10.0 * s.processes + (_WORKER_WAIT_S if s.expect_workers else 0)
+    deadline = time.monotonic() + limit_s
     try:
         while True:
             try:
