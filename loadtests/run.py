@@ -138,6 +138,15 @@ class _Progress:
 
 def run_main(s: LoadSettings) -> int:
     env = _environment(s)
+    stop = gevent.event.Event()
+    interrupted = [False]
+
+    def on_signal() -> None:
+        interrupted[0] = True
+        stop.set()
+
+    gevent.signal_handler(signal.SIGINT, on_signal)
+    gevent.signal_handler(signal.SIGTERM, on_signal)
     distributed = s.distributed
     workers: list[subprocess.Popen[bytes]] = []
     runner: Any
@@ -169,11 +178,11 @@ def run_main(s: LoadSettings) -> int:
                              f"{s.expect_workers} remote worker(s)\n")
         deadline = time.monotonic() + _WORKER_JOIN_S + (_REMOTE_JOIN_S if s.expect_workers else 0)
         while len(runner.clients.ready) < expected:
-            if time.monotonic() > deadline or any(w.poll() is not None for w in workers):
+            if stop.is_set() or time.monotonic() > deadline or any(w.poll() is not None for w in workers):
                 _stop_workers(workers)
                 runner.quit()
                 sys.stderr.write(f"chatprobe load: error: {len(runner.clients.ready)} of {expected} "
-                                 "workers connected\n")
+                                 "workers connected" + (" (interrupted)" if stop.is_set() else "") + "\n")
                 return 2
             gevent.sleep(0.05)
         cl.state.generators = expected
@@ -181,16 +190,6 @@ def run_main(s: LoadSettings) -> int:
             runner.send_message("chatprobe_layout", {"generators": expected}, client.id)
     else:
         runner = env.create_local_runner()
-
-    stop = gevent.event.Event()
-    interrupted = [False]
-
-    def on_signal() -> None:
-        interrupted[0] = True
-        stop.set()
-
-    gevent.signal_handler(signal.SIGINT, on_signal)
-    gevent.signal_handler(signal.SIGTERM, on_signal)
 
     started_at = datetime.now(UTC).isoformat(timespec="seconds")
     load_profile: list[dict[str, Any]] = []
