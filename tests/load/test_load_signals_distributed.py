@@ -82,7 +82,7 @@ def test_master_waits_for_a_worker_started_elsewhere(paced_server: str, tmp_path
         worker = subprocess.run(
             [sys.executable, "-m", "chatprobe", "load", *common, "--worker", bind],
             env=load_env(), capture_output=True, text=True, timeout=90)
-        out, err = master.communicate(timeout=90)
+        _out, err = master.communicate(timeout=90)
     finally:
         master.kill()
     assert worker.returncode == 0, worker.stderr
