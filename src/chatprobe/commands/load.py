@@ -228,12 +228,15 @@ def _run_worker(args: argparse.Namespace) -> int:
     writes no report (the master merges its records). Exit 0 when the master quits."""
     if not args.target:
         raise UsageError("--worker needs --target (the master's target)")
+    if args.master_bind or args.expect_workers:
+        raise UsageError("--worker runs a worker: --master-bind and --expect-workers are the master's")
     host, port = split_host_port(args.worker, "--worker")
     # Its settings file in a directory of its own: a worker writes no report.
-    s = replace(settings_from_args(args, args.target), report_dir=tempfile.mkdtemp(prefix="chatprobe-worker-"))
-    check_reachable(args.target)
-    worker_args = ["--worker", "--master-host", host, "--master-port", str(port)]
-    return _run_generator(s, None, worker_args, limit_s=_WORKER_WAIT_S + s.duration_s + _GRACE_S)
+    with tempfile.TemporaryDirectory(prefix="chatprobe-worker-") as scratch:
+        s = replace(settings_from_args(args, args.target), report_dir=scratch)
+        check_reachable(args.target)
+        worker_args = ["--worker", "--master-host", host, "--master-port", str(port)]
+        return _run_generator(s, None, worker_args, limit_s=_WORKER_WAIT_S + s.duration_s + _GRACE_S)
 
 
 def _run_generator(s: LoadSettings, cpus: set[int] | None, extra_args: list[str] | None = None,
