@@ -76,9 +76,15 @@ class _Disconnect:
         self.task = asyncio.get_running_loop().create_task(self._watch(receive))
 
     async def _watch(self, receive: Receive) -> None:
-        while (await receive())["type"] != "http.disconnect":
-            pass
-        self.event.set()
+        try:
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            self.event.set()
+        except asyncio.CancelledError:
+            # close(): end normally. A task that ends cancelled keeps its CancelledError,
+            # whose traceback holds this frame, which holds the task: a reference cycle
+            # per request, garbage only the (pausing) cyclic collector could free.
+            return
 
     def close(self) -> None:
         self.task.cancel()
