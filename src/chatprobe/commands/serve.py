@@ -67,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
         host=args.host, port=args.port, ttft_ms=args.ttft_ms, itl_ms=args.itl_ms,
         jitter_ms=args.jitter_ms, max_concurrency=args.max_concurrency, max_queue=args.max_queue,
         itl_per_active_ms=args.itl_per_active_ms, api_key=api_key, faults=args.fault,
-        seed=args.seed, truth_records=args.truth_records, model=args.model)
+        seed=args.seed, truth_records=args.truth_records, model=args.model, freeze_gc=True)
     sock = bind_socket(options.host, options.port)
     server = uvicorn.Server(uvicorn_config(options))
     print(LISTENING_PREFIX + base_url(sock), flush=True)
