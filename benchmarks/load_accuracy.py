@@ -14,7 +14,7 @@ Goal: |TTFT p50 error| <= 2 ms and |ITL p50 error| <= 0.5 ms at 1, 32, 128 strea
 
 ``--stamps kernel user`` runs each step with the kernel's receive stamps
 (SO_TIMESTAMPNS, the default) and with user-space stamps
-(CHATPROBE_KERNEL_STAMPS=0), side by side.
+(``chatprobe load --stamps user``), side by side.
 
     PYTHONPATH=src .venv/bin/python benchmarks/load_accuracy.py [--users 1 32 128] [--duration 6] \
         [--stamps kernel user]
@@ -45,13 +45,13 @@ MAX_TOKENS = 64
 def measure(url: str, users: int, duration: float, stamps: str = "kernel") -> dict[str, float | str]:
     httpx.delete(url + "/_chatprobe/truth")
     env = dict(os.environ)
-    env["CHATPROBE_KERNEL_STAMPS"] = "1" if stamps == "kernel" else "0"
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT / "src"), env.get("PYTHONPATH")) if p)
     with tempfile.TemporaryDirectory() as out:
         subprocess.run(
             ["taskset", "-c", "0", sys.executable, "-m", "chatprobe", "load", "--target", url,
              "--users", str(users), "--spawn-rate", str(max(users / 2, 1)), "--duration", str(duration),
              "--warmup", "2", "--max-tokens", str(MAX_TOKENS), "--ignore-eos", "--no-progress",
+             "--stamps", stamps,
              "--report-dir", out],
             env=env, check=False, capture_output=True, timeout=duration + 120,
         )

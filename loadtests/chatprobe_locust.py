@@ -108,8 +108,6 @@ if _SO_TIMESTAMPNS is None and sys.platform == "linux" and os.uname().machine in
     _SO_TIMESTAMPNS = 35
 _TIMESPEC = struct.Struct("@ll")
 _ANC_BYTES = _stdsocket.CMSG_SPACE(_TIMESPEC.size) if hasattr(_stdsocket, "CMSG_SPACE") else 0
-# Off switch (benchmarks compare both paths): CHATPROBE_KERNEL_STAMPS=0.
-_KERNEL_STAMPS_ENV = "CHATPROBE_KERNEL_STAMPS"
 _MAX_BODY_BYTES = 64 * 1024 * 1024
 _PROMPT_POOL = 64  # distinct prompts per process, built up front (off the hot path)
 _WORDS = ("alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel", "india",
@@ -184,6 +182,7 @@ class _RequestBuilder:
         self.profile: Profile = load_profile(s.profile or s.dialect)
         url = urlsplit(s.target)
         self.tls = url.scheme == "https"
+        self.stamps = stamps_used(s)  # "kernel": plain-TCP reads ask for the kernel's stamp
         self.host = url.hostname or "127.0.0.1"
         self.port = url.port or (443 if self.tls else 80)
         self.base_path = url.path.rstrip("/")
@@ -304,8 +303,15 @@ class KernelClock:
 kernel_clock = KernelClock()
 
 
-def kernel_stamps_enabled() -> bool:
-    return _SO_TIMESTAMPNS is not None and _ANC_BYTES > 0 and os.environ.get(_KERNEL_STAMPS_ENV, "1") != "0"
+def kernel_stamps_supported() -> bool:
+    """Whether this platform gives plain-TCP reads a kernel receive stamp."""
+    return _SO_TIMESTAMPNS is not None and _ANC_BYTES > 0
+
+
+def stamps_used(s: LoadSettings) -> str:
+    """How this run's reads are stamped: "kernel" or "user" (TLS, other platforms, --stamps user)."""
+    tls = s.target.startswith("https://")
+    return "kernel" if s.stamps == "kernel" and kernel_stamps_supported() and not tls else "user"
 
 
 class _Failure(Exception):
@@ -472,7 +478,7 @@ class _Connection:
         raw = _socket.socket(fileno=sock.detach())
         raw.setblocking(False)
         self.raw = raw
-        if kernel_stamps_enabled():
+        if b.stamps == "kernel":
             assert _SO_TIMESTAMPNS is not None
             with contextlib.suppress(OSError):
                 raw.setsockopt(_stdsocket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)

@@ -361,6 +361,7 @@ def _write_outputs(
             "processes": s.processes,
             "generators": cl.state.share(),
             "client": s.client,
+            "stamps": cl.stamps_used(s),
             "records_file": "records.jsonl",
             "records": len(records),
         },

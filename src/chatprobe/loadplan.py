@@ -89,6 +89,9 @@ class LoadSettings:
     slos: tuple[str, ...] = ()
     client: Literal["gevent", "httpx"] = "gevent"
     check_schema: bool = False  # validate every chunk against its schema (costs CPU under load)
+    # How reads are stamped: the kernel's receive time where the socket gives it
+    # (plain TCP on Linux), else user space as recv() returns; "user": always that.
+    stamps: Literal["kernel", "user"] = "kernel"
     processes: int = 1
     # Across machines: the master listens here (HOST:PORT) and also waits for this
     # many workers started elsewhere with `chatprobe load --worker HOST:PORT`.
@@ -116,6 +119,8 @@ class LoadSettings:
             raise UsageError(f"--expect-workers must be a whole number >= 0, got {self.expect_workers!r}")
         if self.master_bind is not None:
             split_host_port(self.master_bind, "--master-bind")
+        if self.stamps not in ("kernel", "user"):
+            raise UsageError(f"--stamps must be kernel or user, got {self.stamps!r}")
         if self.spawn_rate is not None:
             _positive("--spawn-rate", self.spawn_rate)
         if not 0 <= self.warmup_s < self.duration_s:

@@ -3,7 +3,7 @@
     python kstamp_probe.py URL REQUESTS
 
 Sends REQUESTS streaming requests with kernel receive stamps on, then as many
-with them off (CHATPROBE_KERNEL_STAMPS=0), each over chatprobe's gevent client,
+with them off (`--stamps user`), each over chatprobe's gevent client,
 and prints one JSON line per mode: per request the token texts, token stamps,
 t_sent / t_first_byte / t_end, the perf_counter_ns read just after the exchange,
 and whether the connection used kernel stamps.
@@ -33,8 +33,8 @@ def main() -> None:
     from chatprobe.metrics import RequestRecord
 
     for mode in ("1", "0"):
-        os.environ["CHATPROBE_KERNEL_STAMPS"] = mode
         b = cl.state.builder
+        b.stamps = "kernel" if mode == "1" else "user"  # what --stamps sets for a run
         b._cycle = itertools.cycle(b.prepared)  # both modes send the same prompts
         client = cl._GeventClient(b, settings)
         out: list[dict[str, Any]] = []

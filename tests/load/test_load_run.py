@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import jsonschema
@@ -44,6 +45,19 @@ def test_short_run_per_dialect(dialect: str, paced_server: str, tmp_path: Path) 
     html = (tmp_path / "report.html").read_text(encoding="utf-8")
     assert html.count("<svg") >= 5 and "GC pauses" in html
     assert "<script" not in html and 'src="http' not in html and "href=\"http" not in html
+
+
+def test_stamps_flag_is_followed_and_reported(paced_server: str, tmp_path: Path) -> None:
+    user = run_load(["--target", paced_server, "--users", "1", "--duration", "1", "--stamps", "user",
+                     *QUICK], tmp_path / "user")
+    assert user.returncode == 0, user.stderr
+    assert read_summary(tmp_path / "user")["run"]["stamps"] == "user"
+    assert "reads stamped by user space" in (tmp_path / "user" / "report.html").read_text(encoding="utf-8")
+    default = run_load(["--target", paced_server, "--users", "1", "--duration", "1", *QUICK],
+                       tmp_path / "default")
+    assert default.returncode == 0, default.stderr
+    expected = "kernel" if sys.platform == "linux" else "user"
+    assert read_summary(tmp_path / "default")["run"]["stamps"] == expected
 
 
 def test_slo_missed_exits_1_and_met_exits_0(paced_server: str, tmp_path: Path) -> None:

@@ -80,6 +80,9 @@ def add_request_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--read-timeout", type=float, help="seconds of silence counted as a stall (default 30)")
     parser.add_argument("--max-in-flight", type=int, help="open-loop concurrency cap (default 1024)")
     parser.add_argument("--client", choices=("gevent", "httpx"), default="gevent", help=argparse.SUPPRESS)
+    parser.add_argument("--stamps", choices=("kernel", "user"), default=None,
+                        help="how each read is timed: the kernel's receive time where the socket "
+                             "gives it (default; plain TCP on Linux), or user space as recv() returns")
     parser.add_argument("--check-schema", action="store_true",
                         help="validate every chunk against the dialect's schema (costs generator CPU)")
     parser.add_argument("--seed", type=int, default=0)
@@ -118,6 +121,7 @@ def settings_from_args(args: argparse.Namespace, target: str, *, use_stages: boo
         "dataset": args.dataset, "max_tokens": args.max_tokens, "ignore_eos": args.ignore_eos,
         "processes": args.processes, "timeout_s": args.timeout, "read_timeout_s": args.read_timeout,
         "max_in_flight": args.max_in_flight,
+        "stamps": getattr(args, "stamps", None),
         "master_bind": getattr(args, "master_bind", None),
         "expect_workers": getattr(args, "expect_workers", None),
     }

@@ -51,6 +51,7 @@ def render(doc: dict[str, Any], records: list[RequestRecord] | None = None) -> s
     parts.append(
         f'<p class="meta">{escape(settings["target"])} · {escape(settings["dialect"])} · {escape(load)}'
         f" · {run['measured_s']:.1f} s measured (warm-up {run['warmup_s']:g} s) · {run['processes']} process(es)"
+        f" · reads stamped by {'the kernel' if run.get('stamps') == 'kernel' else 'user space'}"
         f" · started {escape(run['started_at'])}</p>"
     )
     if run["interrupted"]:
