@@ -310,7 +310,7 @@ def kernel_stamps_supported() -> bool:
 
 def stamps_used(s: LoadSettings) -> str:
     """How this run's reads are stamped: "kernel" or "user" (TLS, other platforms, --stamps user)."""
-    tls = s.target.startswith("https://")
+    tls = urlsplit(s.target).scheme == "https"  # as _RequestBuilder decides
     return "kernel" if s.stamps == "kernel" and kernel_stamps_supported() and not tls else "user"
 
 
@@ -650,8 +650,15 @@ class _GeventClient:
                     raise _Failure("timeout")
         finally:
             conn.reader.stop()
-        if read.outcome is not None:
-            raise read.outcome
+        outcome, read.outcome = read.outcome, None
+        if outcome is not None:
+            # Raised without a cycle: kept in ``read`` or in this frame, the exception
+            # would hold its traceback, which holds this frame, which holds it. Cyclic
+            # garbage per failed request, which the frozen collector leaves alone.
+            try:
+                raise outcome
+            finally:
+                del outcome
 
     def _blocking(self, conn: _Connection, ex: _Exchange, parser: _Parser, payload: bytes, reused: bool) -> None:
         """TLS: the user's greenlet reads its gevent socket."""

@@ -47,7 +47,7 @@ def test_short_run_per_dialect(dialect: str, paced_server: str, tmp_path: Path) 
     assert "<script" not in html and 'src="http' not in html and "href=\"http" not in html
 
 
-def test_stamps_flag_is_followed_and_reported(paced_server: str, tmp_path: Path) -> None:
+def test_stamps_flag_reaches_the_summary_and_report(paced_server: str, tmp_path: Path) -> None:
     user = run_load(["--target", paced_server, "--users", "1", "--duration", "1", "--stamps", "user",
                      *QUICK], tmp_path / "user")
     assert user.returncode == 0, user.stderr
@@ -58,6 +58,7 @@ def test_stamps_flag_is_followed_and_reported(paced_server: str, tmp_path: Path)
     assert default.returncode == 0, default.stderr
     expected = "kernel" if sys.platform == "linux" else "user"
     assert read_summary(tmp_path / "default")["run"]["stamps"] == expected
+    # That each connection then asks the kernel for stamps, or not: test_kernel_stamps.py.
 
 
 def test_slo_missed_exits_1_and_met_exits_0(paced_server: str, tmp_path: Path) -> None:
