@@ -127,6 +127,11 @@ class _State:
         self.stopping = False
         self.inflight = gevent.pool.Group()  # open-loop request greenlets
         self.findings: dict[str, int] = {}  # non-failing protocol findings, per rule
+        # Keep-alive connections the server closed, per when it was seen (not failures:
+        # the request was sent again on a fresh connection, or never sent on that one).
+        self.reconnects: dict[str, int] = {}
+        # One example per failure reason (an error body's start, a finding's message).
+        self.failure_examples: dict[str, str] = {}
         self.health: HealthMonitor | None = None
         self._builder: _RequestBuilder | None = None
         # Processes generating load, everywhere: an open-loop dispatcher takes this
@@ -243,7 +248,13 @@ class _RequestBuilder:
                 f"X-Request-Id: {request_id}\r\n").encode("latin-1") + req.head_tail
 
 
-_ids = itertools.count()
+def new_request_id() -> str:
+    """The X-Request-Id of one request: a random (version 4) UUID in its canonical form.
+
+    Some real servers validate the header and answer 400 to any value that is not a
+    UUID, which would fail every request of the run. os.urandom-backed: unique across
+    processes and machines without coordination."""
+    return str(uuid.uuid4())
 
 
 class KernelClock:
@@ -362,7 +373,8 @@ _llhttp_feed: Callable[[HTTPResponseParser, bytes], None] = HTTPResponseParser.f
 class _Exchange:
     """One request's decoding state; feeds the record as bytes arrive."""
 
-    __slots__ = ("body", "decoder", "decoding", "now", "pending", "record", "status", "stream", "validator")
+    __slots__ = ("body", "decoder", "decoding", "detail", "now", "pending", "record", "status", "stream",
+                 "validator")
 
     def __init__(self, record: RequestRecord, profile: Profile, req: _Prepared, check_schema: bool) -> None:
         self.record = record
@@ -374,6 +386,7 @@ class _Exchange:
         self.pending: list[bytes] = []  # body pieces of the recv() being parsed
         self.now = 0  # perf_counter_ns of the recv() being parsed
         self.status = 0
+        self.detail: str | None = None  # evidence for a failure: an error body, a finding's message
 
     def take_pending(self) -> None:
         pending = self.pending
@@ -399,6 +412,7 @@ class _Exchange:
         r = self.record
         if self.status != 200:
             r.error = f"http {self.status}"
+            self.detail = _snippet(b"".join(self.body))
             return
         if not self.stream:
             self._finish_plain()
@@ -422,15 +436,17 @@ class _Exchange:
         failure = None
         for f in (*self.decoder.findings, *v.findings):
             if f.severity is Severity.ERROR and f.rule in FAILURE_RULES:
-                failure = failure or f.rule
+                if failure is None:
+                    failure, self.detail = f.rule, f.message[:300]
             else:
                 state.findings[f.rule] = state.findings.get(f.rule, 0) + 1
-        if res.error is not None:
-            failure = failure or "stream.error_event"
+        if res.error is not None and failure is None:
+            failure = "stream.error_event"
+            self.detail = _snippet(orjson.dumps(res.error, default=str))
         if failure is None and not res.token_arrivals_ns:
             failure = "stream.empty"
         if not complete:
-            failure = "reset"
+            failure, self.detail = "reset", None
         r.error = failure
         r.ok = failure is None
 
@@ -443,6 +459,7 @@ class _Exchange:
             text = choice["message"].get("content") or ""
         except (orjson.JSONDecodeError, KeyError, IndexError, TypeError, AttributeError):
             r.error = "response.not_json"
+            self.detail = _snippet(b"".join(self.body))
             return
         r.add_token_event(r.t_end_ns)  # the whole body is the one token-bearing "event"
         r.t_first_choices_ns = r.t_end_ns
@@ -451,6 +468,11 @@ class _Exchange:
         r.output_tokens, r.output_tokens_source = resolve_output_tokens(
             completion if isinstance(completion, int) else None, 0, str(text))
         r.ok = True
+
+
+def _snippet(body: bytes, limit: int = 300) -> str:
+    text = body[:limit * 4].decode("utf-8", errors="replace").strip()
+    return (text[:limit] + "…") if len(text) > limit else text or "(empty body)"
 
 
 class _Connection:
@@ -486,6 +508,18 @@ class _Connection:
         loop = gevent.get_hub().loop
         self.reader = loop.io(raw.fileno(), 1)
         self.writer = loop.io(raw.fileno(), 2)
+
+    def open_for_reuse(self) -> bool:
+        """Whether an idle plain-TCP connection still looks open: nothing readable (a
+        peek sees neither EOF, an error nor unsolicited bytes)."""
+        assert self.raw is not None
+        try:
+            self.raw.recv(1, _stdsocket.MSG_PEEK)
+        except (BlockingIOError, InterruptedError):
+            return True  # nothing to read: open, as far as we can tell
+        except OSError:
+            return False
+        return False  # EOF, or bytes nobody asked for: not reusable
 
     def close(self) -> None:
         self.reusable = False
@@ -594,8 +628,27 @@ class _GeventClient:
         self.s = s
         self.idle: list[_Connection] = []
 
-    def exchange(self, ex: _Exchange, req: _Prepared) -> None:
-        conn = self.idle.pop() if self.idle else None
+    def _idle_connection(self) -> _Connection | None:
+        """A pooled connection the server has not visibly closed (a FIN or RST already
+        received is seen here, without sending anything on it); None when there is none."""
+        while self.idle:
+            conn = self.idle.pop()
+            if conn.raw is None or conn.open_for_reuse():
+                return conn
+            state.reconnects["closed while idle"] = state.reconnects.get("closed while idle", 0) + 1
+            conn.close()
+        return None
+
+    def exchange(self, ex: _Exchange, req: _Prepared, fresh: bool = False) -> None:
+        """Send ``req`` and read its response into ``ex``.
+
+        A request that fails on a reused keep-alive connection before any byte of
+        its response (EOF, reset, a failed write: the server closed the idle
+        connection, which RFC 9112 §9.3.1 allows at any time) is sent once more, on a
+        fresh connection (``fresh``), and is not counted as a failure; the resend is
+        counted in ``state.reconnects`` (summary.json ``run.reconnects``). A failure
+        on a fresh connection is the request's own."""
+        conn = None if fresh else self._idle_connection()
         reused = conn is not None
         if conn is None:
             try:
@@ -613,8 +666,10 @@ class _GeventClient:
                 self._blocking(conn, ex, parser, payload, reused)
         except _Stale:
             conn.close()
-            self.close()
-            return self.exchange(ex, req)
+            self.close()  # the server likely dropped its other idle connections too
+            state.reconnects["closed before the response"] = (
+                state.reconnects.get("closed before the response", 0) + 1)
+            return self.exchange(ex, req, fresh=True)
         except BaseException:  # includes gevent.Timeout (the whole-request limit)
             conn.close()
             raise
@@ -721,10 +776,20 @@ class _HttpxClient:
             limits=httpx.Limits(max_connections=s.max_in_flight, max_keepalive_connections=s.max_in_flight),
         )
 
-    def exchange(self, ex: _Exchange, req: _Prepared) -> None:
+    def _idle(self) -> list[Any]:
+        """httpx's idle pooled connections (httpcore's public pool API, reached through
+        the transport's pool attribute)."""
+        pool = getattr(getattr(self.client, "_transport", None), "_pool", None)
+        return [c for c in getattr(pool, "connections", ()) if c.is_idle()]
+
+    def exchange(self, ex: _Exchange, req: _Prepared, retried: bool = False) -> None:
+        """As :meth:`_GeventClient.exchange`, stale keep-alive connections included: httpcore
+        drops an idle connection already seen closed; one closed after the request went out
+        and before any response byte fails here and the request is sent once more."""
         httpx = self.httpx
         r = ex.record
         headers = {**self.b.headers, "X-Request-Id": r.request_id}
+        maybe_reused = not retried and bool(self._idle())
         try:
             r.t_sent_ns = time.perf_counter_ns()
             with self.client.stream(req.method, req.path, content=req.body_json, headers=headers) as resp:
@@ -738,6 +803,15 @@ class _HttpxClient:
             raise _Failure("timeout") from None
         except httpx.ConnectError as exc:
             raise _Failure(f"connect: {exc}") from None
+        except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError):
+            if not (maybe_reused and r.t_first_byte_ns is None):
+                raise _Failure("reset") from None
+            state.reconnects["closed before the response"] = (
+                state.reconnects.get("closed before the response", 0) + 1)
+            for conn in self._idle():  # likely dead too; httpcore drops closed ones
+                conn.close()
+            self.exchange(ex, req, retried=True)
+            return
         except httpx.HTTPError:
             raise _Failure("reset") from None
         ex.finish(complete=True)
@@ -757,7 +831,7 @@ def send_one(environment: Environment, client: _GeventClient | _HttpxClient,
     s = state.load()
     b = state.builder
     req = b.next()
-    record = RequestRecord(request_id=f"{state.worker_id}-{next(_ids)}", dialect=b.profile.dialect,
+    record = RequestRecord(request_id=new_request_id(), dialect=b.profile.dialect,
                            t_sent_ns=0, t_scheduled_ns=t_scheduled_ns, worker_id=state.worker_id)
     ex = _Exchange(record, b.profile, req, s.check_schema)
     try:
@@ -769,6 +843,8 @@ def send_one(environment: Environment, client: _GeventClient | _HttpxClient,
     except Exception as exc:  # a bug of ours: counted with its name, never fatal to the run
         record.error = f"client error: {type(exc).__name__}: {exc}"[:200]
         record.ok = False
+    if not record.ok and record.error not in state.failure_examples and len(state.failure_examples) < 50:
+        state.failure_examples[record.error or "unknown"] = ex.detail or _transport_detail(record.error)
     if record.t_sent_ns == 0:
         record.t_sent_ns = time.perf_counter_ns()
     if record.t_end_ns is None:
@@ -777,6 +853,14 @@ def send_one(environment: Environment, client: _GeventClient | _HttpxClient,
     state.collector.add(record)
     _fire(environment, record, req.path)
     return record
+
+
+def _transport_detail(reason: str | None) -> str:
+    return {
+        "reset": "the connection closed before the response was complete",
+        "timeout": "no complete response within the request's time limit, or silence past the read timeout",
+        "http.parse": "the bytes received are not an HTTP/1.1 response",
+    }.get(reason or "", reason or "unknown")
 
 
 def _fire(environment: Environment, r: RequestRecord, path: str) -> None:
@@ -1044,6 +1128,8 @@ def worker_payload(final: bool) -> dict[str, Any]:
         "sent_total": state.shipped,
         "final": final,
         "findings": dict(state.findings),
+        "reconnects": dict(state.reconnects),
+        "failure_examples": dict(state.failure_examples),
         "health": state.health.to_json() if state.health is not None else None,
     }
 

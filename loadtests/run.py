@@ -47,6 +47,7 @@ import chatprobe_locust as cl
 from chatprobe.loadplan import SETTINGS_ENV, LoadSettings, rate_at, split_host_port, stage_at
 from chatprobe.metrics import (
     RequestRecord,
+    load_verdict,
     parse_slos,
     percentile,
     summarize,
@@ -345,9 +346,17 @@ def _write_outputs(
         health["untrustworthy_reasons"].append(f"no final records from workers {finals_missing}")
         health["trustworthy"] = False
     findings: dict[str, int] = dict(cl.state.findings)
+    reconnects: dict[str, int] = dict(cl.state.reconnects)
+    examples: dict[str, str] = dict(cl.state.failure_examples)
     for payload in cl.inbox.final.values():
         for rule, n in payload["findings"].items():
             findings[rule] = findings.get(rule, 0) + n
+        for when, n in payload.get("reconnects", {}).items():
+            reconnects[when] = reconnects.get(when, 0) + n
+        for reason, example in payload.get("failure_examples", {}).items():
+            examples.setdefault(reason, example)
+    summary_json = summary.to_json()
+    verdict = load_verdict(summary_json["requests"], health["untrustworthy_reasons"], examples)
     doc = {
         "schema": SUMMARY_SCHEMA,
         "settings": s.to_json(),
@@ -364,8 +373,12 @@ def _write_outputs(
             "stamps": cl.stamps_used(s),
             "records_file": "records.jsonl",
             "records": len(records),
+            # Keep-alive connections found closed by the server (legal: RFC 9112 §9.3.1);
+            # requests resent once on a fresh connection, not counted as failures.
+            "reconnects": dict(sorted(reconnects.items())),
         },
-        "summary": summary.to_json(),
+        "verdict": verdict,
+        "summary": summary_json,
         "time_series": [b.to_json() for b in time_series(records, origin_ns=t0_ns)],
         "load_profile": load_profile,
         "health": health,

@@ -48,3 +48,46 @@ def test_models_list(chatprobe_target: Target, chatprobe_check: CheckRecord) -> 
         chatprobe_check.add(
             [error("response.schema", f"GET {path}: expected {{'data': [{{'id': ...}}, ...]}}", pointer="/data")], ex
         )
+
+
+def _models_path(target: Target) -> str:
+    from chatprobe.conformance import NotApplicable
+
+    profile = target.profile
+    if not profile.path.endswith("/chat/completions"):
+        raise NotApplicable(f"{profile.dialect} has no models endpoint")
+    return profile.path.removesuffix("chat/completions") + "models"
+
+
+def test_served_model_listed(chatprobe_target: Target, chatprobe_check: CheckRecord) -> None:
+    """The model under test (--model) appears in GET <api>/models (OpenAI API reference, Models:
+    List models: the models available). n/a without --model (chatprobe's placeholder id is not a
+    model a server must list) and when the server has no list (404/405: test_models_list says so)."""
+    from chatprobe.conformance import NotApplicable
+
+    path = _models_path(chatprobe_target)
+    model = chatprobe_target.settings.model
+    if not model:
+        raise NotApplicable("no --model given: nothing the server must list")
+    spec = RequestSpec(chatprobe_target.profile.dialect, "GET", path, {}, stream=False)
+    ex = chatprobe_check.exchange(spec, content=b"")
+    try:
+        body = ex.json_body() if ex.status == 200 else None
+    except ValueError:
+        body = None
+    data = body.get("data") if isinstance(body, dict) else None
+    if not isinstance(data, list):
+        raise NotApplicable(f"GET {path} gave no model list (HTTP {ex.status}): test_models_list judges it")
+    listed = [m.get("id") for m in data if isinstance(m, dict)]
+    if model not in listed:
+        chatprobe_check.add(
+            [
+                error(
+                    "response.model_not_listed",
+                    f"GET {path} does not list the model under test {model!r}: {listed[:20]}",
+                    pointer="/data",
+                    evidence={"model": model, "listed": listed[:50]},
+                )
+            ],
+            ex,
+        )

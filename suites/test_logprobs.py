@@ -8,6 +8,7 @@ from chatprobe.checks import logprobs_findings
 from chatprobe.conformance import CheckRecord, Target
 
 
+@pytest.mark.feature("logprobs")
 @pytest.mark.parametrize("stream", [True, False], ids=["stream", "non_stream"])
 def test_logprobs(chatprobe_target: Target, chatprobe_check: CheckRecord, stream: bool) -> None:
     chatprobe_target.require("logprobs", *(() if stream else ("non_stream",)))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from chatprobe.checks import usage_findings
 from chatprobe.conformance import CheckRecord, Target
 
@@ -14,12 +16,13 @@ def test_stream_without_usage_option(chatprobe_target: Target, chatprobe_check: 
     chatprobe_check.send(spec)
 
 
+@pytest.mark.feature("stream_usage")
 def test_stream_usage_chunk(chatprobe_target: Target, chatprobe_check: CheckRecord) -> None:
     """stream_options.include_usage: one final chunk with choices: [] and totals that add up."""
     chatprobe_target.require("stream_usage")
     spec = chatprobe_target.chat(LONG_PROMPT, max_tokens=48, include_usage=True)
-    _, outcome = chatprobe_check.send(spec, feature="stream_usage")
-    chatprobe_check.add(usage_findings(outcome, spec.body))
+    ex, outcome = chatprobe_check.send(spec)
+    chatprobe_check.add(usage_findings(outcome, spec.body), ex)
 
 
 def test_stream_non_ascii_text(chatprobe_target: Target, chatprobe_check: CheckRecord) -> None:

@@ -7,6 +7,7 @@ import copy
 from typing import Any
 
 from chatprobe.dialects import RequestSpec, place
+from chatprobe.rules import IGNORED_BY_FEATURE
 from chatprobe.server.faults import CATALOGUE, Fault
 from chatprobe.specs import load_profile
 
@@ -38,3 +39,15 @@ def cases(kind: str | None = None) -> list[tuple[Fault, str]]:
         if kind is None or fault.kind == kind
         for dialect in fault.dialects
     ]
+
+
+def expected_verdict(rule: str, dialect: str) -> str:
+    """What the documents make of a fault (specs/SEVERITY.md): a failure; a warning where the
+    profile lowers the rule; unsupported where it shows an optional feature ignored."""
+    profile = load_profile(dialect)
+    if profile.severity(rule) == "warning":
+        return "warn"
+    # (The catalogue's logprobs / response_format faults ignore the parameter outright.)
+    if any(rule in rules and profile.feature(f) == "may" for f, rules in IGNORED_BY_FEATURE.items()):
+        return "unsupported"
+    return "fail"

@@ -27,7 +27,6 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -42,7 +41,7 @@ from chatprobe.paths import specs_dir
 AUDIT_FORMAT = "chatprobe.audit/1"
 AUDIT_SCHEMA_ID = "https://chatprobe.dev/specs/audit.schema.json"
 AUDIT_FILE = "audit.json"
-VERDICTS = ("pass", "fail", "warn", "unsupported", "n/a")
+VERDICTS = ("pass", "fail", "warn", "unsupported", "n/a", "not-run")
 # Rows are grouped by area in this order (the suites' modules); unknown areas go last.
 AREA_ORDER = (
     "basics", "streaming", "usage", "parameters", "tools", "response_format", "logprobs", "errors",
@@ -53,25 +52,19 @@ AREA_ORDER = (
 HEADERS_ENV = "CHATPROBE_HEADERS"
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
-# feature (a profile `features` name) -> the checks (area::name patterns) that exercise it.
-FEATURE_CHECKS: dict[str, tuple[str, ...]] = {
-    "non_stream": ("basics::test_non_stream_response",),
-    "temperature": ("parameters::test_sampling_in_range_accepted[[]temperature*", "parameters::test_sampling_in_range_accepted[[]both]"),
-    "top_p": ("parameters::test_sampling_in_range_accepted[[]top_p*", "parameters::test_sampling_in_range_accepted[[]both]"),
-    "max_tokens": ("parameters::test_max_tokens*",),
-    "stop": ("parameters::test_stop*",),
-    "n": ("parameters::test_n_choices*",),
-    "stream_usage": ("usage::test_usage_stream", "streaming::test_stream_usage_chunk"),
-    "tools": ("tools::*",),
-    "tool_choice": ("tools::test_tool_choice_*",),
-    "response_format": ("response_format::*",),
-    "logprobs": ("logprobs::*",),
-}
+# The features of the matrix, in its column order (a profile's `features` names). Which checks
+# exercise a feature is declared once, by each check's @pytest.mark.feature in suites/, and read
+# from findings.json ("features" of each check): no name patterns here.
+FEATURES: tuple[str, ...] = (
+    "non_stream", "temperature", "top_p", "max_tokens", "stop", "n", "stream_usage", "tools",
+    "tool_choice", "response_format", "logprobs",
+)  # fmt: skip
 
 # feature -> the rules whose failure means the feature itself is broken. A feature's check that
 # fails only on other rules (say usage.not_separate in a max_tokens stream check) leaves the
 # feature passing: that failure is shown under its own check and deviation, not blamed here.
-# Features not listed (non_stream, temperature, top_p) are judged by any failure.
+# Features not listed are judged by DEFAULT_FEATURE_RULES: the server refused or mangled the
+# request that carried the parameter (its status, or a non-stream body it could not answer).
 FEATURE_RULES: dict[str, tuple[str, ...]] = {
     "max_tokens": ("param.max_tokens_ignored",),
     "stop": ("param.stop_ignored", "param.stop_included"),
@@ -81,7 +74,9 @@ FEATURE_RULES: dict[str, tuple[str, ...]] = {
     "tool_choice": ("tools.choice_ignored",),
     "response_format": ("param.response_format",),
     "logprobs": ("param.logprobs",),
+    "non_stream": ("http.status", "http.content_type", "response."),
 }
+DEFAULT_FEATURE_RULES: tuple[str, ...] = ("http.status", "validation.")
 
 # rule -> what it means for a client of the server, in words (the matrix's "deviations").
 CLIENT_IMPACT: dict[str, str] = {
@@ -98,6 +93,10 @@ CLIENT_IMPACT: dict[str, str] = {
     "http.timeout": "the server stalls mid-response: clients need their own read timeout",
     "http.body_too_large": "responses beyond sane size limits: clients need a size cap",
     "http.auth_not_enforced": "requests without a valid key are served: the endpoint is not protected",
+    "http.auth_status": "a bad key gets an unexpected status (403, 400...): clients that prompt for a new key on 401 will not",
+    "http.unknown_path": "mistyped or unsupported paths are served as if they existed: client misconfiguration goes unnoticed",
+    "http.unknown_model": "an unknown model gets an unexpected answer (served, or another status than documented): a typo in a model id goes unnoticed or is misreported",
+    "response.model_not_listed": "the model list omits the model being served: clients that validate ids against it refuse a working model",
     "stream.data_not_json": "stream events that are not JSON: strict clients (the OpenAI SDK) raise mid-stream",
     "stream.chunk_schema": "chunks deviate from the dialect's schema: typed clients may reject them",
     "stream.terminator_missing": "no stream terminator ([DONE]): clients cannot tell a finished stream from a cut one",
@@ -112,6 +111,7 @@ CLIENT_IMPACT: dict[str, str] = {
     "stream.choice_index": "wrong choice indexes: clients that index choices by position misplace text",
     "stream.error_in_200": "errors arrive inside a 200 stream as data: clients must inspect every event for an error object",
     "stream.event_name": "unexpected SSE event names: clients filtering on the dialect's event name see nothing",
+    "stream.error_event": "requests fail mid-stream on the dialect's error channel: clients must handle an error event after partial output",
     "stream.empty": "streams without any token: treat an empty answer as a failure",
     "response.not_json": "non-stream responses that are not JSON",
     "response.schema": "non-stream responses deviate from the schema: typed clients (SDK models) may reject them",
@@ -127,9 +127,13 @@ CLIENT_IMPACT: dict[str, str] = {
     "usage.not_separate": "usage is merged into a content chunk: clients that expect a separate usage chunk miss the counts",
     "usage.totals": "usage totals do not add up: recompute total_tokens before billing on it",
     "usage.not_last": "the usage chunk is not last: clients that stop after usage lose data",
+    "usage.completion_tokens": "completion_tokens is not the cap for answers the cap cut: token accounting is off",
+    "usage.stream_mismatch": "usage differs between streamed and non-streamed answers to the same request: billing depends on the mode",
     "usage.unrequested": "usage sent without being requested: strict clients may trip over an unexpected chunk",
     "param.n_ignored": "n is ignored: ask for several completions with several requests",
     "param.stop_ignored": "stop sequences are ignored: cut the output on the client",
+    "param.stop_cut": "a stop sequence cuts the output in the wrong place: do not rely on what precedes the stop sequence",
+    "param.finish_not_length": "finish_reason does not say length when the output cap cut the answer: clients cannot tell a truncated answer from a complete one",
     "param.stop_included": "the stop sequence is included in the output: strip it on the client",
     "param.max_tokens_ignored": "max_tokens is not enforced: cap or truncate output on the client and expect higher cost",
     "param.response_format": "response_format is not honoured: validate and repair JSON output on the client",
@@ -138,6 +142,7 @@ CLIENT_IMPACT: dict[str, str] = {
     "validation.server_error": "invalid requests get 5xx: clients may retry a request that can never succeed",
     "error.envelope": "errors do not use the standard envelope: SDKs show a generic error instead of the message",
     "error.status": "errors use the wrong status class: retry logic keyed on 4xx/5xx misbehaves",
+    "run.max_duration": "the run hit its time limit before every check ran: what was not checked is unknown"
 }
 
 
@@ -455,7 +460,9 @@ def load_probe(spec: TargetSpec, settings: AuditSettings) -> dict[str, Any]:
         "ttft_p95_ms": _round(ttft.get("p95")),
         "output_tokens_per_s": _round(s["throughput"]["output_tokens_per_s"]),
         "user_tokens_per_s_p50": _round(s["user_tokens_per_s"].get("p50")),
-        "trustworthy": bool(summary["health"].get("trustworthy", True)),
+        # The run's verdict (failures and generator health), not generator health alone:
+        # a probe whose requests mostly failed is not trustworthy however idle the client was.
+        "trustworthy": bool((summary.get("verdict") or summary["health"]).get("trustworthy", True)),
         "report": str(Path("targets") / spec.slug / "load" / "report.html"),
     }
 
@@ -524,21 +531,26 @@ def combine(verdicts: Sequence[str]) -> str:
     return "pass"
 
 
-def feature_verdicts(
-    checks: Mapping[str, str], failing_rules: Mapping[str, set[str]] | None = None
-) -> dict[str, str]:
-    """Each feature's verdict from its checks'; ``failing_rules`` (check -> rules of its error
-    findings) narrows a failure to the features whose own rules it names (FEATURE_RULES)."""
+def feature_verdicts(checks: Sequence[Mapping[str, Any]]) -> dict[str, str]:
+    """Each feature's verdict from the checks that declare it (findings.json ``features``). A
+    check that failed counts against a feature only for that feature's own reasons (its rules in
+    FEATURE_RULES; an ignored optional feature the check already reports as unsupported); a
+    failure for another reason (a stream fault inside a max_tokens check) is shown under its own
+    check and root cause, not blamed on the feature."""
     out: dict[str, str] = {}
-    for feature, patterns in FEATURE_CHECKS.items():
-        own = FEATURE_RULES.get(feature)
+    for feature in FEATURES:
+        own = FEATURE_RULES.get(feature, DEFAULT_FEATURE_RULES)
         verdicts = []
-        for key, verdict in checks.items():
-            if not any(fnmatchcase(key, p) for p in patterns):
+        for check in checks:
+            if feature not in (check.get("features") or ()):
                 continue
-            rules = (failing_rules or {}).get(key)
-            if verdict == "fail" and own and rules and not any(r.startswith(own) for r in rules):
-                verdict = "pass"  # failed for another feature's reason
+            verdict = check["verdict"]
+            if verdict == "not-run":
+                continue
+            if verdict == "fail":
+                rules = {f["rule"] for f in check.get("findings", ()) if f.get("severity") == "error"}
+                if rules and not any(r.startswith(own) for r in rules):
+                    verdict = "pass"  # failed for another feature's (or the stream's) reason
             verdicts.append(verdict)
         out[feature] = combine(verdicts)
     return out
@@ -586,11 +598,8 @@ def _target_entry(run: TargetRun) -> dict[str, Any]:
     entry["score"] = score(findings["summary"])
     checks = {check_key(c): c["verdict"] for c in findings["checks"]}
     entry["checks"] = checks
-    failing_rules = {
-        check_key(c): {f["rule"] for f in c["findings"] if f.get("severity") == "error"} for c in findings["checks"]
-    }
     features = {
-        f: v for f, v in feature_verdicts(checks, failing_rules).items() if profile.feature(f) != "absent" or v != "n/a"
+        f: v for f, v in feature_verdicts(findings["checks"]).items() if profile.feature(f) != "absent" or v != "n/a"
     }
     entry["features"] = features
     entry["must_missing"] = [f for f, v in features.items() if profile.feature(f) == "must" and v in ("fail", "unsupported")]
@@ -652,7 +661,7 @@ def build_document(
             "load_probe": settings.load_probe,
         },
         "rows": rows,
-        "features": list(FEATURE_CHECKS),
+        "features": list(FEATURES),
         "targets": entries,
         "comparison": None,
         "exit_code": 0,

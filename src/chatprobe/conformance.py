@@ -4,7 +4,7 @@
     Target               the server under test: profile + client; ``send(spec) -> Exchange``
                          and request builders (``chat``, ``invalid``); shared by the whole run
     CheckRecord          what one named check saw: exchanges, findings, verdict
-    Verdict              pass / fail / warn / unsupported / n/a
+    Verdict              pass / fail / warn / unsupported / n/a / not-run
     findings_document()  the findings.json document (schema: specs/findings.schema.json)
 
 The suites (``suites/``) only build requests, send them through a
@@ -18,6 +18,7 @@ plugin maps those to skip / fail.
 from __future__ import annotations
 
 import time
+import unittest
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -25,11 +26,21 @@ from pathlib import Path
 from typing import Any
 
 from chatprobe import __version__
+from chatprobe.breaker import (
+    DEFAULT_MAX_DURATION_S,
+    NO_ANSWER_RULES,
+    PROBE_MAX_TOKENS,
+    PROBE_TIMEOUT_S,
+    Breaker,
+    describe,
+    no_answer,
+)
 from chatprobe.checks import Outcome, check_exchange, error_envelope_findings
 from chatprobe.client import Client, Limits
 from chatprobe.dialects import RequestSpec, auth_headers, simple_request
 from chatprobe.exchange import Exchange
 from chatprobe.findings import Finding, Severity, error
+from chatprobe.rules import IGNORED_BY_FEATURE, ignores
 from chatprobe.specs import Profile, load_profile
 
 DEFAULT_MODEL = "chatprobe-test"
@@ -44,6 +55,7 @@ class Verdict(StrEnum):
     WARN = "warn"  # only warning findings: legal but hazardous
     UNSUPPORTED = "unsupported"  # a `may` feature declined cleanly (4xx, proper envelope)
     NOT_APPLICABLE = "n/a"  # the profile marks the feature absent
+    NOT_RUN = "not-run"  # the run stopped before it (the target stopped answering, or the run deadline)
 
 
 class Unsupported(Exception):
@@ -52,6 +64,22 @@ class Unsupported(Exception):
 
 class NotApplicable(Exception):
     """The profile says the dialect has no such feature: the check does not apply."""
+
+
+class NotRun(unittest.SkipTest):
+    """The run's breaker is open (the target stopped answering) or its deadline passed: the check
+    sends nothing and is reported ``not-run``. ``cause`` names the root cause: ``rule``, ``check``
+    (the node id that showed it, None for the deadline), ``exchange`` (its index there), ``detail``.
+    A SkipTest, so that hypothesis passes it straight through instead of shrinking on it."""
+
+    def __init__(self, cause: Mapping[str, Any]) -> None:
+        super().__init__(describe(dict(cause)))
+        self.cause = dict(cause)
+
+
+# The output cap of a request a check builds without naming one: small enough that any real
+# model stops soon, large enough for a sentence. A check about the cap passes its own.
+DEFAULT_MAX_TOKENS = 32
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +93,7 @@ class ConformSettings:
     report_dir: Path | None = None
     timeout_s: float = 30.0  # no byte for this long = a stall (http.timeout)
     total_timeout_s: float = 60.0
+    max_duration_s: float | None = DEFAULT_MAX_DURATION_S  # the whole run (None: unbounded)
     max_frame_bytes: int = 4 << 20
     headers: Mapping[str, str] = field(default_factory=dict)  # extra headers on every request
 
@@ -92,6 +121,7 @@ class Target:
         self.model = settings.model or (DEFAULT_MODEL if self.profile.model_in == "body" else None)
         self.limits = settings.limits()
         self.client = Client(self.url, {**settings.headers, **auth_headers(self.profile, self.api_key)}, self.limits)
+        self.breaker = Breaker(settings.max_duration_s)
 
     def close(self) -> None:
         self.client.close()
@@ -118,10 +148,12 @@ class Target:
         *,
         stream: bool = True,
         include_usage: bool | None = None,
-        max_tokens: int | None = None,
+        max_tokens: int | None = DEFAULT_MAX_TOKENS,
         **params: Any,
     ) -> RequestSpec:
-        """One user turn; ``params`` are OpenAI-named body fields (ignored by a completion dialect)."""
+        """One user turn; ``params`` are OpenAI-named body fields (ignored by a completion dialect).
+        The output cap defaults to :data:`DEFAULT_MAX_TOKENS`; ``max_tokens=None`` sends none (only
+        for a check about the cap itself)."""
         return simple_request(
             self.profile,
             prompt,
@@ -145,7 +177,11 @@ class Target:
         content: bytes | None = None,
         authenticated: bool = True,
     ) -> Exchange:
-        """Send ``spec`` (or raw ``content`` to its path); never raises for server faults."""
+        """Send ``spec`` (or raw ``content`` to its path); never raises for server faults.
+        Raises :class:`NotRun` instead of sending once the breaker is open or the run deadline passed."""
+        cause = self.breaker.refuse()
+        if cause is not None:
+            raise NotRun(cause)
         extra = dict(headers or {})
         client = self.client
         if not authenticated:
@@ -166,6 +202,24 @@ class Target:
             if client is not self.client:
                 client.close()
 
+    def recovery_probe(self, stream: bool, tokens: int = 1) -> Exchange:
+        """After an exchange got no answer: the smallest capped request (``tokens``, the same
+        stream mode) with a short deadline. A complete answer of any status means the target
+        still answers; one that stalls again (or never comes) means it stopped."""
+        timeout = min(PROBE_TIMEOUT_S, self.limits.read_timeout_s)
+        limits = Limits(
+            connect_timeout_s=min(self.limits.connect_timeout_s, timeout),
+            read_timeout_s=timeout,
+            total_timeout_s=2 * timeout,
+            max_frame_bytes=self.limits.max_frame_bytes,
+            capture_bytes=self.limits.capture_bytes,
+        )
+        spec = self.chat("hi", stream=stream or not self.profile.has("non_stream"), max_tokens=tokens)
+        with Client(self.url, dict(self.client.headers), limits) as client:
+            return client.send(
+                spec.dialect, spec.method, spec.path, json_body=spec.body, stream=spec.stream, params=dict(spec.query) or None
+            )
+
 
 @dataclass(slots=True)
 class CheckRecord:
@@ -173,17 +227,21 @@ class CheckRecord:
 
     target: Target
     name: str = ""
+    nodeid: str = ""  # the pytest node id (what a not-run check's cause names)
+    features: tuple[str, ...] = ()  # the profile features this check exercises (its pytest mark)
     exchanges: list[Exchange] = field(default_factory=list)
     findings: list[tuple[Finding, int | None]] = field(default_factory=list)
     verdict: Verdict | None = None
     reason: str = ""
     started: float = field(default_factory=time.perf_counter)
+    not_run_cause: dict[str, Any] | None = None  # set with verdict not-run: NotRun.cause
 
     @property
     def profile(self) -> Profile:
         return self.target.profile
 
     def add(self, findings: Sequence[Finding], exchange: Exchange | None = None) -> None:
+        findings = [self._weigh(f) for f in findings]
         index = None
         if exchange is not None:
             index = next((i for i, ex in enumerate(self.exchanges) if ex is exchange), None)
@@ -192,21 +250,62 @@ class CheckRecord:
                 index = len(self.exchanges) - 1
         self.findings += [(f, index) for f in findings]
 
+    @property
+    def feature(self) -> str | None:
+        """The feature the check is about (the first its mark names)."""
+        return self.features[0] if self.features else None
+
+    def _weigh(self, finding: Finding) -> Finding:
+        """The severity the dialect's documents give the finding (specs/SEVERITY.md): an error
+        on a rule the profile lowers (its document does not specify it) becomes a warning."""
+        if finding.severity != Severity.ERROR or self.profile.severity(finding.rule) != "warning":
+            return finding
+        entry = self.profile.raw.get("severity", {})
+        why = (entry.get(finding.rule) or entry.get(finding.rule.split(".", 1)[0]) or {}).get("why", "")
+        return _lowered(finding, why)
+
     def exchange(self, spec: RequestSpec, **send_options: Any) -> Exchange:
         """Send without judging the response (the caller checks it)."""
         ex = self.target.send(spec, **send_options)
         self.exchanges.append(ex)
         if ex.transport_error == "connect":
             self.add([error("http.reset", f"cannot connect to {self.target.url}: {ex.transport_detail}")], ex)
+        if no_answer(ex.transport_error, ex.status):
+            self._probe_after(ex)
         return ex
+
+    def _probe_after(self, ex: Exchange) -> None:
+        """The exchange got no answer: does the target still answer at all? If a recovery probe
+        gets no answer either, the breaker opens on this check and exchange (the root cause), and
+        every later request of the run is refused (``not-run``). The probe is kept as evidence."""
+        target = self.target
+        if target.breaker.is_open:
+            return
+        # A stream that stalled after some events: the probe asks for a little more than that,
+        # so a server that stalls every stream at the same point is seen to (the stall fault).
+        tokens = min(PROBE_MAX_TOKENS, len(ex.events) + 2) if ex.stream and ex.events else 1
+        probe = target.recovery_probe(ex.stream, tokens)
+        self.exchanges.append(probe)
+        if not no_answer(probe.transport_error, probe.status):
+            return
+        index = next(i for i, e in enumerate(self.exchanges) if e is ex)
+        rule = NO_ANSWER_RULES.get(ex.transport_error or "", "http.timeout")
+        target.breaker.trip(
+            rule,
+            self.nodeid or self.name,
+            index,
+            f"{ex.method} {ex.url}: {ex.transport_error}: {ex.transport_detail}; "
+            f"a recovery probe ({tokens} token(s), {probe.transport_error}: {probe.transport_detail}) got no answer either",
+        )
 
     def send(self, spec: RequestSpec, *, feature: str | None = None, **send_options: Any) -> tuple[Exchange, Outcome]:
         """Send a request that should succeed and run every generic check on it.
 
-        ``feature`` names the profile feature the request exercises: a 4xx with
+        ``feature`` (default: the check's own) names the profile feature the request exercises: a 4xx with
         the dialect's error envelope then means ``unsupported`` when the
         feature is ``may`` (raises :class:`Unsupported`); for a ``must`` feature
         it stays a failure."""
+        feature = feature if feature is not None else self.feature
         ex = self.exchange(spec, **send_options)
         if (
             feature is not None
@@ -225,9 +324,45 @@ class CheckRecord:
     def errors(self) -> list[Finding]:
         return [f for f, _ in self.findings if f.severity == Severity.ERROR]
 
+    def _optional_ignored(self, finding: Finding) -> str | None:
+        """The optional (``may``) feature whose parameter ``finding`` says was accepted and
+        ignored (specs/SEVERITY.md), or None."""
+        if finding.severity != Severity.ERROR:
+            return None
+        for feature in (*self.features, *IGNORED_BY_FEATURE):
+            if self.profile.feature(feature) == "may" and ignores(feature, finding.rule, finding.evidence):
+                return feature
+        return None
+
+    def ignored_feature(self) -> str | None:
+        """The reason when this check's own optional feature was accepted but ignored, and that
+        is all that went wrong: the verdict is then ``unsupported``."""
+        errors = self.errors()
+        if not errors or not all(self._optional_ignored(f) is not None for f in errors):
+            return None
+        own = [f for f in errors if self._optional_ignored(f) in self.features]
+        if not own:
+            return None
+        first = own[0]
+        return f"{self._optional_ignored(first)} accepted but ignored ({first.rule}): {first.message}"
+
     def conclude(self) -> Verdict:
         """The verdict from the findings so far (the plugin fails the test on ``fail``)."""
-        if self.errors():
+        # Another optional feature ignored along the way (a max_tokens check that asked for
+        # usage, which the server may leave out): evidence for that feature, not this check's
+        # fault. Only for checks that declare what they are about (a user's own check that
+        # declares nothing keeps every error it adds).
+        if self.features:
+            self.findings = [
+                (_lowered(f, "an optional feature, accepted and ignored: not this check's fault")
+                 if self._optional_ignored(f) not in (None, *self.features) else f, i)
+                for f, i in self.findings
+            ]
+        ignored = self.ignored_feature()
+        if ignored is not None:
+            self.verdict = Verdict.UNSUPPORTED
+            self.reason = ignored
+        elif self.errors():
             self.verdict = Verdict.FAIL
         elif self.findings:
             self.verdict = Verdict.WARN
@@ -262,11 +397,19 @@ class CheckRecord:
             "name": self.name,
             "area": area,
             "verdict": str(verdict),
+            "features": list(self.features),
             "reason": self.reason,
+            **({"not_run_cause": self.not_run_cause} if self.not_run_cause is not None else {}),
             "duration_s": round(duration_s, 4),
             "findings": [_finding_json(f, i, self.exchanges) for f, i in self.findings],
             "exchanges": [ex.to_json() for ex in self.exchanges],
         }
+
+
+def _lowered(finding: Finding, why: str) -> Finding:
+    return Finding(
+        finding.rule, Severity.WARNING, finding.message, finding.offset, finding.pointer, {**finding.evidence, "lowered": why}
+    )
 
 
 def _error_message(ex: Exchange) -> str:
@@ -303,8 +446,30 @@ def findings_document(
     started_unix: float,
     duration_s: float,
     hypothesis_profile: str | None,
+    complete: bool = True,
 ) -> dict[str, Any]:
+    """The findings.json document; ``complete=False`` while the run is still going (written
+    after every check, so a run killed from outside leaves what it had found)."""
+    from chatprobe import rootcause
+
     summary = summarize(checks)
+    section = None
+    try:
+        section = load_profile(profile).section if profile else None
+    except Exception:  # a profile that no longer loads: cite the generic sources
+        section = None
+    causes, by_check = rootcause.group(checks, section)
+    summary.update(rootcause.counts(causes))
+    retried = [ex for check in checks for ex in check.get("exchanges", ()) if ex.get("stale_connection_retry")]
+    notes = []
+    if retried:
+        notes.append(
+            f"the server closed {len(retried)} pooled keep-alive connection(s) that chatprobe then reused "
+            f"(first seen: {retried[0].get('stale_connection_detail') or 'EOF before any byte'}); each request "
+            "was sent again on a fresh connection and not blamed (RFC 9112, 9.3.1 lets a server close an "
+            "idle connection; a client retries). Informational, not a finding."
+        )
+    checks = [{**check, "root_causes": by_check.get(check["id"], [])} for check in checks]
     return {
         "$schema": FINDINGS_SCHEMA_ID,
         "format": FINDINGS_FORMAT,
@@ -319,7 +484,12 @@ def findings_document(
             "duration_s": round(duration_s, 3),
             "hypothesis_profile": hypothesis_profile,
         },
+        "state": "complete" if complete else "running",
         "summary": summary,
-        "exit_code": 1 if summary["fail"] else 0,
-        "checks": list(checks),
+        # A run that left checks unrun (the target stopped answering, or the run deadline) cannot
+        # pass: what it did not check is not known to conform.
+        "exit_code": 1 if summary["fail"] or summary.get("not-run") else 0,
+        "root_causes": causes,
+        "notes": notes,
+        "checks": checks,
     }

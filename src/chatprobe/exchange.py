@@ -54,6 +54,13 @@ class Exchange:
     # How the transport ended: None (complete), "timeout", "reset", "too_large", "connect".
     transport_error: str | None = None
     transport_detail: str = ""
+    # Connection hygiene: the request went out on a pooled keep-alive connection (None: unknown,
+    # e.g. a mock transport); a first attempt on such a connection failed before any response
+    # byte (the server had closed it) and the request was sent again on a fresh connection.
+    # That belongs to the connection, never to this request: at most an informational note.
+    connection_reused: bool | None = None
+    stale_connection_retry: bool = False
+    stale_connection_detail: str = ""  # what the first attempt saw
 
     # ---- convenience -------------------------------------------------------
     def header(self, name: str) -> str | None:
@@ -111,6 +118,8 @@ class Exchange:
             },
             "transport_error": self.transport_error,
             "transport_detail": self.transport_detail,
+            "stale_connection_retry": self.stale_connection_retry,
+            **({"stale_connection_detail": self.stale_connection_detail} if self.stale_connection_retry else {}),
             "reproducer": self.curl(),
         }
 

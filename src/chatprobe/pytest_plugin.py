@@ -10,6 +10,7 @@ variable; precedence is command line > environment > ini > default:
     --chatprobe-api-key-env VAR  chatprobe_api_key_env  CHATPROBE_API_KEY_ENV
     --chatprobe-report-dir DIR   chatprobe_report_dir   CHATPROBE_REPORT_DIR   (findings.json + HTML there)
     --chatprobe-timeout S        chatprobe_timeout      CHATPROBE_TIMEOUT      (30: seconds without a byte)
+    --chatprobe-max-duration S   chatprobe_max_duration CHATPROBE_MAX_DURATION (600: the whole run; 0 = unbounded)
     --chatprobe-headers JSON     chatprobe_headers      CHATPROBE_HEADERS      (extra headers on every request)
 
 Fixtures: ``chatprobe_settings``, ``chatprobe_target`` (session: the server
@@ -50,6 +51,7 @@ OPTIONS: dict[str, tuple[str, str | None]] = {
     "api_key_env": ("environment variable holding the API key (the key is never written)", None),
     "report_dir": ("directory for findings.json, findings.html and the hypothesis database", None),
     "timeout": ("seconds without a byte before a stall is reported (http.timeout)", "30"),
+    "max_duration": ("seconds the whole run may take; the checks left then are reported not-run (0: no limit)", "600"),
     "headers": ('extra request headers as a JSON object, e.g. {"X-Org": "acme"}', None),
 }
 HYPOTHESIS_PROFILES = {"dev": 10, "ci": 25, "thorough": 200}  # max_examples per property check
@@ -103,6 +105,13 @@ def settings_from(config: pytest.Config) -> ConformSettings:
         timeout_s = float(timeout)
     except ValueError:
         raise UsageError(f"chatprobe timeout must be a number of seconds, got {timeout!r}") from None
+    max_duration = setting(config, "max_duration") or "600"
+    try:
+        max_duration_s = float(max_duration)
+    except ValueError:
+        raise UsageError(f"chatprobe max-duration must be a number of seconds, got {max_duration!r}") from None
+    if max_duration_s < 0:
+        raise UsageError("chatprobe max-duration must be positive (0: no limit)")
     report_dir = setting(config, "report_dir")
     key_env = setting(config, "api_key_env")
     headers = parse_headers(setting(config, "headers"))
@@ -116,6 +125,7 @@ def settings_from(config: pytest.Config) -> ConformSettings:
         report_dir=Path(report_dir) if report_dir else None,
         timeout_s=timeout_s,
         total_timeout_s=max(60.0, 2 * timeout_s),
+        max_duration_s=max_duration_s or None,
         headers=headers,
     )
 
@@ -167,6 +177,9 @@ def register_hypothesis_profiles() -> None:
 def pytest_configure(config: pytest.Config) -> None:
     # Only when a profile of ours is asked for: hypothesis' own plugin loads it
     # right after this hook, so it must exist by then.
+    config.addinivalue_line(
+        "markers", "feature(name, ...): the profile features a chatprobe check exercises (audit matrix, severity)"
+    )
     wanted = config.getoption("hypothesis_profile", default=None)
     if wanted in HYPOTHESIS_PROFILES:
         register_hypothesis_profiles()
@@ -206,6 +219,8 @@ def chatprobe_target(pytestconfig: pytest.Config, chatprobe_settings: ConformSet
             settings = replace(settings, api_key=secrets.token_urlsafe(16))
         if settings.target is None and settings.api_key is not None:
             server_options["api_key"] = settings.api_key
+        if settings.target is None and settings.model:
+            server_options["model"] = settings.model  # the embedded server lists the model it is asked for
         with contextlib.ExitStack() as stack:
             url = stack.enter_context(target_url(settings.target, **server_options))
             embedded = settings.target is None or bool(pytestconfig.getoption("chatprobe_embedded"))
@@ -225,11 +240,22 @@ def chatprobe_target(pytestconfig: pytest.Config, chatprobe_settings: ConformSet
 
 @pytest.fixture
 def chatprobe_check(request: pytest.FixtureRequest, chatprobe_target: Target) -> CheckRecord:
-    """One named check of the target; its findings decide the test's verdict."""
-    from chatprobe.conformance import CheckRecord
+    """One named check of the target; its findings decide the test's verdict. Once the run's
+    breaker is open (the target stopped answering) or its deadline passed, the check is skipped
+    as ``not-run`` before it sends anything."""
+    from chatprobe.breaker import describe
+    from chatprobe.conformance import CheckRecord, Verdict
 
-    record = CheckRecord(chatprobe_target, name=request.node.name)
+    # A parametrized case's own mark (pytest.param(..., marks=...)) comes before the function's.
+    features = tuple(str(a) for mark in request.node.iter_markers("feature") for a in mark.args)
+    record = CheckRecord(
+        chatprobe_target, name=request.node.name, nodeid=request.node.nodeid, features=tuple(dict.fromkeys(features))
+    )
     request.node.stash[_record_key] = record
+    cause = chatprobe_target.breaker.refuse()
+    if cause is not None:
+        record.verdict, record.reason, record.not_run_cause = Verdict.NOT_RUN, describe(cause), cause
+        pytest.skip(record.reason)
     return record
 
 
@@ -265,17 +291,27 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> Generator[None, Result[ob
     record = pyfuncitem.stash.get(_record_key, None)
     if record is None:
         return
-    from chatprobe.conformance import NotApplicable, Unsupported, Verdict
+    from chatprobe.conformance import NotApplicable, NotRun, Unsupported, Verdict
 
     exc = outcome.exception
-    if isinstance(exc, Unsupported):
+    if isinstance(exc, NotRun) and record.errors():
+        # The check saw the fault (or an earlier one) before the run stopped: its verdict stands.
+        exc = None
+    if isinstance(exc, NotRun):
+        record.verdict, record.reason, record.not_run_cause = Verdict.NOT_RUN, str(exc), exc.cause
+        outcome.force_exception(pytest.skip.Exception(str(exc), _use_item_location=True))
+    elif isinstance(exc, Unsupported):
         record.verdict, record.reason = Verdict.UNSUPPORTED, str(exc)
         outcome.force_exception(pytest.skip.Exception(f"unsupported: {exc}", _use_item_location=True))
     elif isinstance(exc, NotApplicable):
         record.verdict, record.reason = Verdict.NOT_APPLICABLE, str(exc)
         outcome.force_exception(pytest.skip.Exception(f"n/a: {exc}", _use_item_location=True))
-    elif exc is None and record.conclude() == Verdict.FAIL:
-        outcome.force_exception(pytest.fail.Exception(record.failure_text(), pytrace=False))
+    elif exc is None:
+        verdict = record.conclude()
+        if verdict == Verdict.FAIL:
+            outcome.force_exception(pytest.fail.Exception(record.failure_text(), pytrace=False))
+        elif verdict == Verdict.UNSUPPORTED:
+            outcome.force_exception(pytest.skip.Exception(f"unsupported: {record.reason}", _use_item_location=True))
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -289,7 +325,7 @@ def pytest_runtest_makereport(
         return
     from chatprobe.conformance import Verdict
 
-    if report.skipped and record.verdict not in (Verdict.UNSUPPORTED, Verdict.NOT_APPLICABLE):
+    if report.skipped and record.verdict not in (Verdict.UNSUPPORTED, Verdict.NOT_APPLICABLE, Verdict.NOT_RUN):
         record.verdict = Verdict.NOT_APPLICABLE
         record.reason = str(report.longrepr[-1]) if isinstance(report.longrepr, tuple) else ""
     elif report.failed and record.verdict != Verdict.FAIL:
@@ -304,6 +340,22 @@ def pytest_runtest_makereport(
     results.append(record.to_json(item.nodeid, area, time.perf_counter() - record.started))
     if item.config.getoption("chatprobe_progress"):
         print(f"  {record.verdict!s:<11} {area}::{item.name}", flush=True)
+    _write_progress(item.config, results)
+
+
+def _write_progress(config: pytest.Config, results: list[dict[str, Any]]) -> None:
+    """findings.json as the run goes (state "running"), so a run killed from outside still
+    leaves what it had found; replaced whole (write, then rename) each time."""
+    report_dir = setting(config, "report_dir")
+    if not report_dir:
+        return
+    import contextlib
+
+    from chatprobe.reports.conform import write_findings_json
+
+    # A failed write is reported once, at the end, when the final write fails too.
+    with contextlib.suppress(OSError):
+        write_findings_json(_document(config, results, complete=False), Path(report_dir))
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
@@ -314,12 +366,21 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     report_dir = setting(config, "report_dir")
     if not report_dir:
         return
-    from chatprobe.conformance import findings_document
     from chatprobe.reports.conform import write_reports
+
+    document = _document(config, results, complete=True)
+    try:
+        write_reports(document, Path(report_dir))
+    except OSError as exc:
+        print(f"chatprobe: cannot write the report to {report_dir}: {exc}", file=sys.stderr)
+
+
+def _document(config: pytest.Config, results: list[dict[str, Any]], *, complete: bool) -> dict[str, Any]:
+    from chatprobe.conformance import findings_document
 
     meta = config.stash.get(_meta_key, {})
     started = getattr(config, "_chatprobe_started", time.time())
-    document = findings_document(
+    return findings_document(
         results,
         target=meta.get("target", ""),
         dialect=meta.get("dialect", ""),
@@ -329,11 +390,8 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         started_unix=started,
         duration_s=time.time() - started,
         hypothesis_profile=config.getoption("hypothesis_profile", default=None),
+        complete=complete,
     )
-    try:
-        write_reports(document, Path(report_dir))
-    except OSError as exc:
-        print(f"chatprobe: cannot write the report to {report_dir}: {exc}", file=sys.stderr)
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:

@@ -29,6 +29,10 @@ RULES: dict[str, str] = {
     "http.timeout": "The server stopped sending (a stall) and the harness's timeout fired.",
     "http.body_too_large": "The response body exceeded the harness's size limit.",
     "http.auth_not_enforced": "The profile requires authentication but a request without (or with a wrong) key was served.",
+    "http.auth_status": "A request without (or with a wrong) key was refused with a status other than the one the dialect documents (e.g. 403 or 400 where 401 is documented).",
+    "http.unknown_path": "A request to a path the API does not define was answered 2xx or 5xx instead of a 4xx error (404 Not Found / 405).",
+    "http.unknown_model": "A request for a model the server does not serve was not answered with the dialect's documented error (OpenAI: 404 with the error envelope).",
+    "response.model_not_listed": "The model under test (--model) is missing from the server's model list (GET .../models).",
     # --- stream of chunks --------------------------------------------------
     "stream.data_not_json": "An event's data is not valid JSON (nor the terminator).",
     "stream.chunk_schema": "A chunk does not validate against the dialect's chunk schema.",
@@ -44,6 +48,7 @@ RULES: dict[str, str] = {
     "stream.choice_index": "A choice index outside 0..n-1 (e.g. index 1 for a single choice).",
     "stream.error_in_200": "An error object arrived as a data event inside a 200 stream (not on the dialect's error channel, where it has one).",
     "stream.event_name": "An SSE event name the dialect does not use (e.g. Elastic's message/error).",
+    "stream.error_event": "A 200 stream ended with an error event on the dialect's own error channel (Elastic's event: error): the framing is legal, but the request failed.",
     "stream.empty": "The stream carried no token-bearing chunk.",
     # --- non-stream response -----------------------------------------------
     "response.not_json": "A non-stream response body is not valid JSON.",
@@ -63,11 +68,15 @@ RULES: dict[str, str] = {
     "usage.totals": "total_tokens != prompt_tokens + completion_tokens, or a count is implausible.",
     "usage.not_last": "The usage chunk is not the last chunk before the terminator.",
     "usage.unrequested": "A usage chunk was sent although the request did not ask for one.",
+    "usage.completion_tokens": "An answer cut by the output cap (finish_reason length) does not report the cap as its completion_tokens (n choices cut: n times the cap).",
+    "usage.stream_mismatch": "A stream and a non-stream answer to the same request report different prompt_tokens (or different completion_tokens when the same cap cut both).",
     # --- parameter semantics ---------------------------------------------------
     "param.n_ignored": "n > 1 was accepted but fewer (or more) choices came back.",
     "param.stop_ignored": "Output ran past a stop sequence.",
     "param.stop_included": "The stop sequence itself appears at the end of the output.",
-    "param.max_tokens_ignored": "More tokens came back than max_tokens / max_completion_tokens allowed, or finish_reason is not length when the cap was hit.",
+    "param.stop_cut": "With a stop sequence, the output is not the same request's answer cut just before the sequence's first occurrence (cut too early or elsewhere; whitespace aside).",
+    "param.max_tokens_ignored": "More tokens came back than max_tokens / max_completion_tokens allowed.",
+    "param.finish_not_length": "The output cap cut the answer (the same request with a larger cap goes on) but finish_reason is not length.",
     "param.response_format": "response_format was not honoured (json_object not JSON, json_schema output invalid).",
     "param.logprobs": "logprobs / top_logprobs requested but missing or malformed.",
     # --- validation of invalid requests ----------------------------------------
@@ -76,8 +85,107 @@ RULES: dict[str, str] = {
     # --- error envelopes ---------------------------------------------------------
     "error.envelope": "An error response does not use the dialect's error envelope.",
     "error.status": "An error used the wrong status class (e.g. 500 for a client error, or 4xx without a body).",
+    # --- the run itself (not a server rule: why checks were not run) -----------------------
+    "run.max_duration": "The run reached its time limit (--max-duration) before every check ran; the checks left are not-run, so the run cannot pass.",
 }
 
 
 def describe(rule: str) -> str:
     return RULES.get(rule, "")
+
+
+# rule -> where the behaviour is specified (the standard, or the seed document and its section;
+# a profile's `sections` may name the dialect's own section). Reports cite it with each root cause.
+SOURCES: dict[str, str] = {
+    "sse.bom_not_at_start": "WHATWG HTML, 9.2.5 Parsing an event stream (only a leading U+FEFF is skipped)",
+    "sse.invalid_utf8": "WHATWG HTML, 9.2.5 Parsing an event stream (the stream is UTF-8)",
+    "sse.unterminated_event": "WHATWG HTML, 9.2.6 Interpreting an event stream (an event without a closing blank line is discarded)",
+    "sse.retry_not_digits": "WHATWG HTML, 9.2.6 Interpreting an event stream (retry: ASCII digits only)",
+    "sse.id_contains_nul": "WHATWG HTML, 9.2.6 Interpreting an event stream (id: no U+0000)",
+    "sse.frame_too_large": "chatprobe's bounded decoder (a frame beyond --max-frame-bytes; no client buffers without limit)",
+    "sse.empty_data": "WHATWG HTML, 9.2.6 (an empty data buffer) and protocol-notes, faults seen in real servers",
+    "http.status": "RFC 9110, 15 Status Codes (2xx for a request the server served)",
+    "http.content_type": "WHATWG HTML, 9.2 Server-sent events (text/event-stream); RFC 9110, 8.3 Content-Type",
+    "http.reset": "RFC 9112, 6.3 Message Body Length and 9.6 Tear-down (a response cut short is incomplete)",
+    "http.timeout": "chatprobe's deadlines (--timeout without a byte, the exchange's total deadline)",
+    "http.body_too_large": "chatprobe's bounded reader (the response exceeded its size limit)",
+    "http.auth_not_enforced": "the profile's auth (required, or a key was given): RFC 9110, 15.5.2 401 Unauthorized",
+    "stream.data_not_json": "the dialect's chunk format (every data event is a JSON chunk or the terminator)",
+    "stream.chunk_schema": "the dialect's chunk schema (specs/<dialect>/chunk.schema.json)",
+    "stream.terminator_missing": "the dialect's stream framing (its terminator, e.g. data: [DONE])",
+    "stream.data_after_terminator": "the dialect's stream framing (nothing after the terminator)",
+    "stream.id_changed": "protocol-notes, openai: Stream chunk (id, created, model the same in every chunk); OpenAI API reference, the chat completion chunk object (each chunk has the same id); seed 000's stream example (one id throughout)",
+    "stream.model_changed": "protocol-notes, openai: Stream chunk (id, created, model the same in every chunk); OpenAI API reference, the chat completion chunk object; seed 000's stream example (one model throughout)",
+    "stream.created_changed": "protocol-notes, openai: Stream chunk (id, created, model the same in every chunk); OpenAI API reference, the chat completion chunk object (each chunk has the same created timestamp)",
+    "stream.role_missing": "protocol-notes, openai: Stream chunk (the first delta carries role: assistant), per choice index; seed 000's stream example (the first delta has role assistant)",
+    "stream.finish_reason_invalid": "the choice object: finish_reason enumeration",
+    "stream.finish_reason_missing": "seed 004, Choice Object: finish_reason (every choice, each index of n); protocol-notes, openai: Stream chunk (finish_reason null until the choice's last chunk)",
+    "stream.after_finish": "the choice object: finish_reason is the choice's last delta",
+    "stream.choice_index": "the choice object: index 0..n-1",
+    "stream.error_in_200": "the dialect's error channel (protocol-notes: an error object inside a 200 stream)",
+    "stream.error_event": "seed 000 (Elastic chat_completion) stream, event: message|error; protocol-notes, elastic-chat: a mid-stream error keeps status 200, sends event: error and ends the stream (the request failed)",
+    "stream.event_name": "the dialect's stream framing (its event names)",
+    "stream.empty": "the dialect's stream framing (a completion carries tokens)",
+    "response.not_json": "RFC 8259 JSON; the dialect's response format",
+    "response.schema": "the dialect's response schema (specs/<dialect>/response.schema.json)",
+    "response.error_in_200": "RFC 9110, 15.3 Successful 2xx (an error is not a success)",
+    "tools.index_missing": "the chunk object: tool_calls[].index (an integer per call)",
+    "tools.index_reused": "the chunk object: tool_calls[].index (unique per call)",
+    "tools.id_missing": "the tool call object: id, type, function.name",
+    "tools.arguments_not_string": "the tool call object: function.arguments is a JSON string",
+    "tools.arguments_invalid": "the function object: parameters (a JSON Schema the arguments follow)",
+    "tools.finish_reason": "the choice object: finish_reason tool_calls (protocol-notes, openai: when the model called tools on its own or with tool_choice required; a named function may end with stop, as OpenAI's own API answers)",
+    "tools.choice_ignored": "the request: tool_choice",
+    "usage.missing": "the usage object (requested: a non-stream response, or stream_options.include_usage)",
+    "usage.not_separate": "the usage chunk (choices: [] and usage, before the terminator)",
+    "usage.totals": "seed 004, Usage Object: prompt_tokens (the prompt's tokens: never 0), total_tokens (prompt + completion); seed 000's usage chunk; seed 002, Response: usage",
+    "usage.not_last": "the usage chunk (the last chunk before the terminator)",
+    "usage.unrequested": "the usage chunk (only with stream_options.include_usage)",
+    "param.n_ignored": "seed 004, Request Parameters: n; seed 002, Body: n; seed 003, Body (How many chat completion choices to generate)",
+    "param.stop_ignored": "seed 004, Request Parameters: stop (Up to 4 sequences where the API will stop generating further tokens); seed 000, Body: stop; seed 002, Body: stop; seed 003, Body",
+    "param.stop_included": "seed 004, Request Parameters: stop (generation stops at the sequence: it is not part of the output); seed 000, Body: stop; seed 002, Body: stop; seed 003, Body",
+    "param.stop_cut": "seed 004, Request Parameters: stop (the API stops generating further tokens where the sequence occurs: the output is the answer up to it); seed 000, Body: stop; seed 002, Body: stop; seed 003, Body",
+    "param.finish_not_length": "seed 004, Choice Object: finish_reason (\"length\"), Request Parameters: max_tokens; seed 000, Body: max_completion_tokens; seed 002, Body: max_tokens; seed 003, Body",
+    "usage.completion_tokens": "seed 004, Usage Object: completion_tokens (Number of tokens in the generated completion) with Request Parameters: max_tokens and Choice Object: finish_reason length; seed 000, Body: max_completion_tokens and its usage chunk; seed 002, Response: usage",
+    "usage.stream_mismatch": "seed 004, Usage Object: prompt_tokens, completion_tokens (the same request's counts, streamed or not); seed 002, Body: stream, Response: usage; seed 003, Returns (a stream or a JSON response to the same request)",
+    "param.max_tokens_ignored": "seed 004, Request Parameters: max_tokens (The maximum number of tokens to generate); seed 000, Body: max_completion_tokens (the upper bound limit); seed 002, Body: max_tokens; seed 003, Body",
+    "param.response_format": "the request: response_format",
+    "param.logprobs": "the request: logprobs, top_logprobs",
+    "validation.accepted_invalid": "the dialect's request schema (specs/<dialect>/request.schema.json) and RFC 9110, 15.5 Client Error 4xx",
+    "validation.server_error": "RFC 9110, 15.5 Client Error 4xx (a client's mistake is not a server error)",
+    "error.envelope": "the dialect's error schema (specs/<dialect>/error.schema.json)",
+    "error.status": "RFC 9110, 15.5 Client Error 4xx",
+    "http.auth_status": "the profile's auth.status (openai: OpenAI API reference, error codes: 401 Invalid Authentication; atoma: seed 003, Authorizations, and protocol-notes, atoma: 401 otherwise); undocumented: RFC 9110, 15.5.2 401 / 15.5.4 403",
+    "http.unknown_path": "RFC 9110, 15.5.5 404 Not Found and 15.5.6 405 Method Not Allowed (no dialect's document defines other paths)",
+    "http.unknown_model": "the profile's errors.unknown_model (openai: OpenAI API reference, error codes: 404 model not found; protocol-notes, openai); a server may serve every model id (protocol-notes, what real servers do)",
+    "response.model_not_listed": "OpenAI API reference, List models (GET /v1/models lists the models available)",
+    "run.max_duration": "chatprobe conform --max-duration (a run that did not finish cannot pass)",
+}
+
+
+def source(rule: str) -> str:
+    return SOURCES.get(rule, "")
+
+
+# A profile feature -> the rules that mean the server accepted the feature's parameter and
+# ignored it. For a `may` feature that is "unsupported" (with the evidence), not a failure
+# (specs/SEVERITY.md); for a `must` feature it stays a failure.
+IGNORED_BY_FEATURE: dict[str, frozenset[str]] = {
+    "n": frozenset({"param.n_ignored"}),
+    "stop": frozenset({"param.stop_ignored"}),
+    "max_tokens": frozenset({"param.max_tokens_ignored"}),
+    "logprobs": frozenset({"param.logprobs"}),
+    "response_format": frozenset({"param.response_format"}),
+    "stream_usage": frozenset({"usage.missing"}),
+    "tool_choice": frozenset({"tools.choice_ignored"}),
+}
+# Of those, the rules that also cover a wrong answer (malformed logprobs, JSON that breaks the
+# schema): a finding of these means "ignored" only when its evidence says {"ignored": true}.
+IGNORED_WHEN_FLAGGED = frozenset({"param.logprobs", "param.response_format"})
+
+
+def ignores(feature: str, rule: str, evidence: dict[str, object]) -> bool:
+    """Whether a finding (rule, evidence) says the server ignored ``feature``'s parameter."""
+    if rule not in IGNORED_BY_FEATURE.get(feature, frozenset()):
+        return False
+    return rule not in IGNORED_WHEN_FLAGGED or evidence.get("ignored") is True

@@ -34,6 +34,7 @@ from typing import Any, Literal
 import jsonschema
 import jsonschema.exceptions
 import referencing
+import referencing.exceptions
 import referencing.jsonschema
 import yaml
 
@@ -283,6 +284,7 @@ class Auth:
     header: str
     scheme: str | None
     required: bool
+    status: int | None = None  # the documented status for a missing / wrong key (None: undocumented)
 
     def header_value(self, key: str) -> str:
         return f"{self.scheme} {key}" if self.scheme else key
@@ -336,6 +338,36 @@ class Profile:
     def has(self, name: str) -> bool:
         return self.feature(name) != "absent"
 
+    def severity(self, rule: str, default: str = "error") -> str:
+        """The severity a broken ``rule`` earns in this dialect (specs/SEVERITY.md): the
+        profile's ``severity`` entry where its document leaves the behaviour unspecified."""
+        entry = _by_rule(self.raw.get("severity"), rule)
+        if isinstance(entry, Mapping):
+            level = entry.get("level")
+            return level if isinstance(level, str) else default
+        return default
+
+    def section(self, rule: str) -> str:
+        """Where this dialect's document specifies what ``rule`` checks (the profile's
+        ``sections``, most specific rule or layer first); empty when the profile says nothing."""
+        found = _by_rule(self.raw.get("sections"), rule)
+        return found if isinstance(found, str) else ""
+
+    @property
+    def unknown_model_status(self) -> int | None:
+        """The status the dialect's document gives for an unknown model (None: it gives none)."""
+        errors = self.raw.get("errors")
+        status = errors.get("unknown_model") if isinstance(errors, Mapping) else None
+        return status if isinstance(status, int) else None
+
+    def query_param_errors(self, name: str, value: str) -> list[str]:
+        """Why ``value`` is not a valid value of the query parameter ``name`` (empty: valid,
+        or the profile gives the parameter no schema)."""
+        ref = (self.query_params.get(name) or {}).get("schema")
+        if not isinstance(ref, str):
+            return []
+        return _query_param_errors(self._store, ref, value)
+
     def schema_uri(self, kind: str) -> str:
         if kind not in KINDS:
             raise UsageError(f"unknown kind {kind!r} (expected one of {', '.join(KINDS)})")
@@ -354,6 +386,24 @@ class Profile:
             return self.path.format(**values)
         except KeyError as exc:
             raise UsageError(f"profile {self.dialect}: path {self.path} needs parameter {exc}") from exc
+
+
+def _query_param_errors(store: _SchemaStore, ref: str, value: str) -> list[str]:
+    uri = ref if ref.startswith(("http://", "https://")) else SCHEMA_BASE + ref
+    checker = jsonschema.Draft202012Validator({"$ref": uri}, registry=store.py_registry)
+    try:
+        return [_short(err.message) for err in checker.iter_errors(value)]
+    except referencing.exceptions.Unresolvable as exc:
+        raise SpecError(f"query parameter schema {ref} cannot be resolved: {exc}") from exc
+
+
+def _by_rule(table: Any, rule: str) -> Any:
+    """``table[rule]``, else ``table[<layer>]`` (``stream`` for ``stream.id_changed``), else None."""
+    if not isinstance(table, Mapping):
+        return None
+    if rule in table:
+        return table[rule]
+    return table.get(rule.split(".", 1)[0])
 
 
 def _profiles_dir() -> Path:
@@ -474,6 +524,12 @@ def _build_profile(path: Path, data: dict[str, Any]) -> Profile:
     for name in placeholders:
         if "{" + name + "}" not in request["path"]:
             raise SpecError(f"profile {path}: path parameter {name!r} does not appear in /request/path {request['path']!r}")
+    for name, spec in request.get("query_params", {}).items():
+        for example in spec.get("examples", []):
+            ref = spec.get("schema")
+            problems = _query_param_errors(store, ref, example) if isinstance(ref, str) else []
+            if problems:
+                raise SpecError(f"profile {path}: query parameter {name} example {example!r} breaks its schema: {problems[0]}")
     framing = data["framing"]
     auth = data["auth"]
     return Profile(
@@ -493,7 +549,7 @@ def _build_profile(path: Path, data: dict[str, Any]) -> Profile:
         content_parts=bool(request.get("content_parts", False)),
         stop_forms=tuple(request.get("stop_forms", ["array"])),
         tools_shape=request.get("tools_shape", "function"),
-        auth=Auth(auth["header"], auth["scheme"], auth["required"]),
+        auth=Auth(auth["header"], auth["scheme"], auth["required"], auth.get("status")),
         streaming_mode=data["streaming"]["mode"],
         stream_flag=data["streaming"].get("flag"),
         framing=Framing(

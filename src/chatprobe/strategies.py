@@ -7,7 +7,10 @@ A valid request is a well-formed conversation (optional system message, user
 turns, assistant answers, assistant ``tool_calls`` each answered by a later
 ``tool`` message) plus parameters drawn within range for the features the
 profile offers (``must`` / ``may``). Every optional part shrinks to "absent",
-so a failing example shrinks to the smallest body that still fails.
+so a failing example shrinks to the smallest body that still fails. The output
+cap is not optional: every valid request carries a small one (at most
+``MAX_GENERATED_TOKENS``) where the dialect has the field, and asks for at most
+``MAX_GENERATED_CHOICES`` choices, so no generated request ties a server up.
 
 An invalid request is a valid one with exactly ONE rule broken; its ``rule``
 is the name :func:`chatprobe.specs.validate` derives for that failure (see
@@ -41,6 +44,8 @@ __all__ = [
 ]
 
 DEFAULT_MODEL = "chatprobe-test"
+MAX_GENERATED_TOKENS = 16  # every generated valid request carries an output cap up to this
+MAX_GENERATED_CHOICES = 2  # and asks for at most this many choices
 
 @dataclass(frozen=True)
 class InvalidRequest:
@@ -194,10 +199,12 @@ def _chat_body(draw: st.DrawFn, profile: Profile, enabled: frozenset[str]) -> Bo
         body["temperature"] = draw(_hundredths(0, 200))
     if "top_p" in enabled and draw(optional):
         body["top_p"] = draw(_hundredths(0, 100))
-    if "max_tokens" in enabled and profile.max_tokens_field and draw(optional):
-        body[profile.max_tokens_field] = draw(st.integers(1, 32))
+    if profile.max_tokens_field:
+        # Always a small output cap, and at most 2 choices: a generated request must not keep a
+        # real server's only worker busy for minutes (every later check would time out behind it).
+        body[profile.max_tokens_field] = draw(st.integers(1, MAX_GENERATED_TOKENS))
     if "n" in enabled and draw(optional):
-        body["n"] = draw(st.integers(1, 3))
+        body["n"] = draw(st.integers(1, MAX_GENERATED_CHOICES))
     if "stop" in enabled and draw(optional):
         forms: list[st.SearchStrategy[Any]] = []
         if "string" in profile.stop_forms:
@@ -304,6 +311,10 @@ def _with_role(message: dict[str, Any], role: Any) -> dict[str, Any]:
     return {**message, "role": role}
 
 
+def _with_content(message: dict[str, Any], content: Any) -> dict[str, Any]:
+    return {**message, "content": content}
+
+
 def _without_content(message: dict[str, Any], _value: Any) -> dict[str, Any]:
     return {k: v for k, v in message.items() if k != "content"}
 
@@ -356,6 +367,18 @@ _WRONG_TYPES: dict[str, tuple[Any, ...]] = {
     "tool_choice": (42, ["auto"]),
     "user": (42, ["u"]),
     "input": (42, {"text": "x"}),
+    # the rest of the documented fields (seed 002 Body, seed 001 task_settings, stream_options)
+    "stream_options": ("yes", 42),
+    "max_ttft_ms": ("soon", 1.5),
+    "session_id": (42, ["s"]),
+    "ab_campaign": (42, ["c"]),
+    "labels": ("x", ["a"]),
+    "metadata": ("x", ["a"]),
+    "system_prompt_args": ("x", [1]),
+    "tags": ("x", 42),
+    "use_tools": ("yes", 1),
+    "store": ("yes", 1),
+    "task_settings": ("x", [1]),
 }
 
 _RANGES: list[tuple[str, tuple[Any, ...], tuple[Any, ...]]] = [
@@ -389,7 +412,8 @@ def _catalogue(profile: Profile) -> list[Breakage]:
         Breakage("input.required", "input missing", _delete("input"), (None,)),
         Breakage("messages.role.enum", "a message with role {value!r}", _first_message(_with_role), ("wizard", "robot")),
         Breakage("messages.content.required", "a message without content", _first_message(_without_content), (None,)),
-        Breakage("messages.tool_call_id.required", "a tool message without tool_call_id", _append_message, ({"role": "tool", "content": "72F"},)),
+        Breakage("messages.content.type", "a message whose content is {value!r}", _first_message(_with_content), (42, {"text": "hi"})),
+        Breakage("messages.tool_call_id.type", "a tool message whose tool_call_id is a number", _append_message, ({"role": "tool", "content": "72F", "tool_call_id": 7},)),
         Breakage("logit_bias.maximum", "logit_bias {value} (max 100)", _set("logit_bias"), ({"50256": 101},)),
         Breakage("logit_bias.minimum", "logit_bias {value} (min -100)", _set("logit_bias"), ({"50256": -101},)),
         Breakage("response_format.type.enum", "response_format {value}", _set("response_format"), ({"type": "yaml"},)),

@@ -84,6 +84,7 @@ class ChoiceState:
     tool_alias: dict[int, int] = field(default_factory=dict)
     logprobs: list[Any] = field(default_factory=list)
     deltas: int = 0
+    tokens: int = 0  # token-bearing deltas (events) of this choice
 
 
 @dataclass(slots=True)
@@ -95,6 +96,10 @@ class StreamResult:
     usage_offset: int | None = None
     terminator_seen: bool = False
     error: Any = None  # the payload of the dialect's error event / error object, if any
+    # Why the stream ended early, if it did: "error_event" (the dialect's error channel),
+    # "error_in_200" (an error object as data) or "transport" (reset, stall, oversized frame).
+    # A cut stream is no complete answer: the semantic checks do not judge it.
+    cut: str | None = None
     chunks: int = 0
     # perf_counter_ns arrival of each token-bearing event (content, reasoning, tool-call delta).
     token_arrivals_ns: list[int] = field(default_factory=list)
@@ -211,8 +216,10 @@ class StreamValidator:
             choice.deltas += 1
         res.chunks += 1
         choice.text += token
-        if token and ev.arrival_ns is not None:
-            res.token_arrivals_ns.append(ev.arrival_ns)
+        if token:
+            choice.tokens += 1
+            if ev.arrival_ns is not None:
+                res.token_arrivals_ns.append(ev.arrival_ns)
         template.used = True
         self.fast_events += 1
         return True
@@ -319,8 +326,11 @@ class StreamValidator:
             )
             # Still read its data: the chunk it carries is not lost to this
             # analysis, so one misnamed event does not cascade into more findings.
+        if is_error_event:
+            self._error_event(ev)
+            return
         data = ev.data
-        if self.terminator is not None and data.strip() == self.terminator and not is_error_event:
+        if self.terminator is not None and data.strip() == self.terminator:
             res.terminator_seen = True
             return
         if data == "" or data.isspace():
@@ -337,13 +347,9 @@ class StreamValidator:
                 )
             )
             return
-        if is_error_event:
-            # The dialect's documented error channel: legal framing; the stream ends here.
-            res.error = obj
-            self._ended_by_error = True
-            return
         if isinstance(obj, dict) and "error" in obj and self.wrapper not in obj and "choices" not in obj:
             res.error = obj
+            res.cut = res.cut or "error_in_200"
             self._in_band_error = True  # the end-of-stream rules would only repeat this
             self._add(
                 error(
@@ -385,6 +391,29 @@ class StreamValidator:
         if self._learn_budget > 0 and len(self.findings) == findings_before:
             self._learn(ev, obj)
 
+    def _error_event(self, ev: Event) -> None:
+        """An event on the dialect's own error channel (Elastic's ``event: error``; seed 000's
+        stream, protocol-notes elastic-chat: a mid-stream error keeps status 200, sends
+        ``event: error`` and ends the stream). The framing is legal, but the request failed:
+        one finding, with the error's text; the end-of-stream rules do not repeat it."""
+        res = self.result
+        try:
+            obj: Any = orjson.loads(ev.data)
+        except orjson.JSONDecodeError:
+            obj = ev.data
+        res.error = obj
+        res.cut = res.cut or "error_event"
+        self._ended_by_error = True
+        self._add(
+            error(
+                "stream.error_event",
+                f"the stream ended with an error event ({self.dialect}'s error channel) after "
+                f"{res.chunks} chunk(s): {_excerpt(error_text(obj))!r}",
+                offset=ev.offset,
+                evidence={"error": _excerpt(ev.data), "chunks_before": res.chunks},
+            )
+        )
+
     # ------------------------------------------------------- completion (Elastic)
     def _completion_chunk(self, chunk: Any, ev: Event) -> None:
         if not isinstance(chunk, list):
@@ -395,8 +424,10 @@ class StreamValidator:
             if isinstance(part, dict) and isinstance(part.get("delta"), str) and part["delta"]:
                 choice.text += part["delta"]
                 bearing = True
-        if bearing and ev.arrival_ns is not None:
-            self.result.token_arrivals_ns.append(ev.arrival_ns)
+        if bearing:
+            choice.tokens += 1
+            if ev.arrival_ns is not None:
+                self.result.token_arrivals_ns.append(ev.arrival_ns)
 
     # ------------------------------------------------------------ chat chunks
     def _choice(self, index: int) -> ChoiceState:
@@ -504,6 +535,8 @@ class StreamValidator:
                 once=f"stream.role_missing:{choice.index}",
             )
         choice.deltas += 1
+        if bearing:
+            choice.tokens += 1
         role = delta.get("role")
         if isinstance(role, str):
             choice.role = role
@@ -654,6 +687,8 @@ class StreamValidator:
         are not reported on top of it."""
         start = len(self.findings)
         res = self.result
+        if not complete and res.cut is None:
+            res.cut = "transport"
         if complete and not self._in_band_error:
             if self.terminator_required and not res.terminator_seen and not self._ended_by_error:
                 self._add(
@@ -664,16 +699,21 @@ class StreamValidator:
                     )
                 )
             if self.chunk_kind == "chat" and not self._ended_by_error:
-                for choice in res.choices.values():
-                    if choice.finish_reason is None:
-                        self._add(
-                            error(
-                                "stream.finish_reason_missing",
-                                f"choice {choice.index} never received a finish_reason",
-                                offset=end_offset,
-                            ),
-                            once="stream.finish_reason_missing",
-                        )
+                # One finding for the stream, naming every unfinished choice (n > 1).
+                unfinished = sorted(c.index for c in res.choices.values() if c.finish_reason is None)
+                if unfinished:
+                    finished = sorted(c.index for c in res.choices.values() if c.finish_reason is not None)
+                    self._add(
+                        error(
+                            "stream.finish_reason_missing",
+                            f"choice{'s' if len(unfinished) > 1 else ''} {', '.join(map(str, unfinished))} "
+                            f"never received a finish_reason"
+                            + (f" (choice{'s' if len(finished) > 1 else ''} {', '.join(map(str, finished))} did)" if finished else ""),
+                            offset=end_offset,
+                            evidence={"unfinished": unfinished, "finished": finished},
+                        ),
+                        once="stream.finish_reason_missing",
+                    )
             if self._usage_requested and res.usage is None and not self._ended_by_error:
                 self._add(
                     error(
@@ -682,9 +722,15 @@ class StreamValidator:
                         offset=end_offset,
                     )
                 )
+            if res.usage is not None and not self._ended_by_error and self.chunk_kind == "chat":
+                cap = _cap_of(self.request, self.profile.max_tokens_field)
+                finishes = [c.finish_reason for c in res.choices.values()]
+                finding = usage_cap_finding(res.usage, finishes, cap) if cap is not None else None
+                if finding is not None:
+                    self._add(_at(finding, res.usage_offset or 0))
         # A stream cut short (transport, or the dialect's own error event) leaves
         # the arguments unfinished: that is the cut, not a second finding.
-        cut = not complete or self._ended_by_error
+        cut = not complete or self._ended_by_error or self._in_band_error
         for choice in ([] if cut else res.choices.values()):
             for call in choice.tool_calls.values():
                 try:
@@ -703,10 +749,20 @@ class StreamValidator:
 
 
 def usage_totals_finding(usage: dict[str, Any]) -> Finding | None:
-    """total_tokens must equal prompt_tokens + completion_tokens (when all are integers)."""
+    """total_tokens must equal prompt_tokens + completion_tokens (when all are integers), and
+    prompt_tokens is positive: every request has a prompt (seed 004, Usage Object: "prompt_tokens
+    Number of tokens in the prompt", "total_tokens ... (prompt + completion)"; seed 000's usage
+    chunk; seed 002, Response: usage)."""
     prompt = usage.get("prompt_tokens")
     completion = usage.get("completion_tokens")
     total = usage.get("total_tokens")
+    if isinstance(prompt, int) and not isinstance(prompt, bool) and prompt == 0:
+        return error(
+            "usage.totals",
+            "prompt_tokens is 0, yet every request has a prompt (its messages, and the chat template around them)",
+            pointer="/usage/prompt_tokens",
+            evidence={"usage": usage},
+        )
     if all(isinstance(v, int) and not isinstance(v, bool) for v in (prompt, completion, total)):
         assert isinstance(prompt, int) and isinstance(completion, int) and isinstance(total, int)
         if prompt < 0 or completion < 0 or total != prompt + completion:
@@ -716,6 +772,60 @@ def usage_totals_finding(usage: dict[str, Any]) -> Finding | None:
                 pointer="/usage",
             )
     return None
+
+
+def _cap_of(request: dict[str, Any] | None, field_name: str | None) -> int | None:
+    value = request.get(field_name) if request is not None and field_name else None
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
+
+
+def usage_cap_finding(usage: dict[str, Any], finishes: list[str | None], cap: int) -> Finding | None:
+    """An answer the output cap cut (finish_reason ``length``) has exactly ``cap`` tokens, so
+    completion_tokens is at least the cap times the choices that ended with ``length``, and
+    exactly the cap times n when every choice did (seed 004, Request Parameters: max_tokens,
+    Usage Object: completion_tokens, Choice Object: finish_reason; seed 000, Body:
+    max_completion_tokens, and its usage chunk). More than the cap is the cap ignored
+    (``param.max_tokens_ignored``), unless every choice says ``length``: then the count is
+    what contradicts the answer."""
+    completion = usage.get("completion_tokens")
+    if not isinstance(completion, int) or isinstance(completion, bool):
+        return None
+    cut = sum(1 for f in finishes if f == "length")
+    if cut == 0:
+        return None
+    n = len(finishes)
+    if completion < cut * cap or (cut == n and completion > cap * n):
+        which = "the answer" if n == 1 else f"{cut} of {n} choices"
+        expected = f"exactly {cap * n}" if cut == n else f"at least {cut * cap}"
+        if n > 1:
+            expected += " (usage counts every choice of the request)"
+        return error(
+            "usage.completion_tokens",
+            f"{which} ended with finish_reason length (cut by the output cap {cap}), so completion_tokens "
+            f"should be {expected}, but it is {completion}",
+            pointer="/usage/completion_tokens",
+            evidence={"cap": cap, "completion_tokens": completion, "finish_reasons": finishes},
+        )
+    return None
+
+
+def error_text(obj: Any) -> str:
+    """The human-readable text of an error document (OpenAI's error.message, Elasticsearch's
+    error.reason, a bare string), else its JSON."""
+    if isinstance(obj, dict):
+        inner = obj.get("error", obj)
+        if isinstance(inner, str):
+            return inner
+        if isinstance(inner, dict):
+            for key in ("message", "reason", "detail"):
+                if isinstance(inner.get(key), str):
+                    return str(inner[key])
+        for key in ("message", "detail"):
+            if isinstance(obj.get(key), str):
+                return str(obj[key])
+    if isinstance(obj, str):
+        return obj
+    return orjson.dumps(obj).decode(errors="replace")
 
 
 def _at(finding: Finding, offset: int) -> Finding:

@@ -20,7 +20,7 @@ from tests.audit.audit_run import UNREACHABLE_URL, audit, write_targets
 # the other columns are derived from.
 INSTANCES: dict[str, tuple[str, tuple[str, ...]]] = {
     "clean": ("openai", ()),
-    "usage-missing": ("openai", ("usage-missing",)),
+    "usage-merged": ("openai", ("usage-merged",)),
     "tool-index-reused": ("openai", ("tool-index-reused",)),
     "error-envelope-detail": ("openai", ("error-envelope-detail",)),
     "no-done": ("openai", ("no-done",)),

@@ -77,14 +77,15 @@ def test_cells_match_known_behaviour(audited: Audited, name: str) -> None:
 
 
 def test_deviation_spelled_out_and_must_features(audited: Audited) -> None:
-    target = by_name(audited.document)["usage-missing"]
+    target = by_name(audited.document)["usage-merged"]
     assert target["features"]["stream_usage"] == "fail"
     impacts = [d["impact"] for d in target["deviations"]]
-    assert "no usage chunk in streams: token counts must be estimated" in impacts
-    assert "no usage chunk in streams: token counts must be estimated" in (audited.report_dir / "audit.md").read_text()
+    impact = CLIENT_IMPACT["usage.not_separate"]
+    assert impact in impacts
+    assert impact in (audited.report_dir / "audit.md").read_text()
     assert target["score"] is not None and target["score"] < 100
     # stream_usage is `may` in the openai profile: a failure there is no missing must-feature.
-    # The max_tokens stream check fails too (on usage.missing), but the cap itself is honoured
+    # The max_tokens stream check fails too (on usage.not_separate), but the cap itself is honoured
     # (tokens counted from the events): the feature passes, the failure is usage's.
     assert "stream_usage" not in target["must_missing"] and "max_tokens" not in target["must_missing"]
     assert target["checks"]["parameters::test_max_tokens[stream]"] == "fail"

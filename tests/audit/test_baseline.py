@@ -11,8 +11,13 @@ from chatprobe.audit import compare
 from tests.audit.audit_run import audit, write_targets
 from tests.audit.conftest import Audited
 
-# the checks the usage-missing fault fails (a stream_usage request, and max_tokens counted from usage)
-USAGE_CHECKS = {"streaming::test_stream_usage_chunk", "usage::test_usage_stream", "parameters::test_max_tokens[stream]"}
+# the checks the usage-merged fault fails (the stream_usage requests, and max_tokens, which asks for usage)
+USAGE_CHECKS = {
+    "streaming::test_stream_usage_chunk",
+    "usage::test_usage_stream",
+    "usage::test_usage_stream_agrees_with_non_stream",
+    "parameters::test_max_tokens[stream]",
+}
 # The property check also fails there when its generated requests happen to ask for stream usage
 # (which examples it draws can differ between environments): allowed, not required.
 MAYBE = {"properties::test_generated_valid_requests"}
@@ -25,8 +30,8 @@ def _only(document: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_a_regressed_target_exits_1(audited: Audited, servers: dict[str, str], tmp_path: Path) -> None:
-    """`clean` is now served by the server that drops stream usage."""
-    targets = write_targets(tmp_path / "T.yaml", [{"name": "clean", "url": servers["usage-missing"], "dialect": "openai"}])
+    """`clean` is now served by the server that merges stream usage into the finish chunk."""
+    targets = write_targets(tmp_path / "T.yaml", [{"name": "clean", "url": servers["usage-merged"], "dialect": "openai"}])
     code, document = audit(targets, tmp_path / "report", "--baseline", str(audited.report_dir))
     assert code == 1 and document["exit_code"] == 1
     item = _only(document)
@@ -35,13 +40,13 @@ def test_a_regressed_target_exits_1(audited: Audited, servers: dict[str, str], t
     assert USAGE_CHECKS <= {c["check"] for c in item["regressions"]} <= USAGE_CHECKS | MAYBE
     assert all(c["was"] == "pass" and c["now"] == "fail" for c in item["regressions"])
     assert item["fixes"] == [] and document["comparison"]["regressed"] == ["clean"]
-    assert "usage-missing" in document["comparison"]["missing"]
+    assert "usage-merged" in document["comparison"]["missing"]
     assert "regression" in (tmp_path / "report" / "audit.md").read_text()
 
 
 def test_a_fixed_target_exits_0(audited: Audited, servers: dict[str, str], tmp_path: Path) -> None:
-    """`usage-missing` is now served by the clean server: its failures are fixes."""
-    targets = write_targets(tmp_path / "T.yaml", [{"name": "usage-missing", "url": servers["clean"], "dialect": "openai"}])
+    """`usage-merged` is now served by the clean server: its failures are fixes."""
+    targets = write_targets(tmp_path / "T.yaml", [{"name": "usage-merged", "url": servers["clean"], "dialect": "openai"}])
     code, document = audit(targets, tmp_path / "report", "--baseline", str(audited.report_dir / "audit.json"))
     item = _only(document)
     assert code == 0

@@ -80,9 +80,8 @@ def test_renderings_recreated(run: str, request: pytest.FixtureRequest, capsys: 
     assert rows[0][:5] == ["check", "area", "verdict", "rules", "message"]
     assert len(rows) - 1 == len(document["checks"]) == document["summary"]["total"]
     verdicts = [r[2] for r in rows[1:]]
-    assert {v: verdicts.count(v) for v in document["summary"] if v != "total"} == {
-        v: n for v, n in document["summary"].items() if v != "total"
-    }
+    counted = [v for v in document["summary"] if v not in ("total", "root_causes", "warning_causes")]
+    assert {v: verdicts.count(v) for v in counted} == {v: document["summary"][v] for v in counted}
 
 
 def test_failures_carry_their_rules(faulty: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -96,7 +95,11 @@ def test_failures_carry_their_rules(faulty: Path, capsys: pytest.CaptureFixture[
             assert "stream.terminator_missing" in row[4]
     root = ET.fromstring((faulty / "junit.xml").read_bytes())
     messages = [f.get("message", "") for f in root.iter("failure")]
-    assert len(messages) == len(failed) and all(m.startswith("Failed: ") for m in messages)
+    # Each failure leads with its root cause: one cause (no [DONE]) behind every failing check.
+    (cause,) = [c for c in document["root_causes"] if c["severity"] == "error"]
+    assert len(messages) == len(failed) and all(m.startswith(f"RC1 {cause['rule']}: ") for m in messages)
+    texts = [f.text or "" for f in root.iter("failure")]
+    assert all(t.startswith("root cause RC1 [stream.terminator_missing]") and "reproduce: curl" in t for t in texts)
 
 
 def test_secret_never_rendered(faulty: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -127,6 +130,6 @@ def test_server_text_stays_inert(runs: dict[str, Path]) -> None:
     check["findings"] = [{"rule": "stream.terminator_missing", "severity": "error", "message": "x", "exchange": None}]
     check["name"] = "=HYPERLINK(\"http://evil\")"
     failure = ET.fromstring(render_junit(document)).find(".//failure")
-    assert failure is not None and failure.text == "bad #x00#x1B bytes"
+    assert failure is not None and (failure.text or "").endswith("\n\nbad #x00#x1B bytes")
     text = render_checks(document)
     assert "'=HYPERLINK" in text and ",=HYPERLINK" not in text

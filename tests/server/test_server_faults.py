@@ -386,6 +386,61 @@ def check_response_format_ignored(c: Case) -> None:
     assert _is_json(c.plain.text()) and not _is_json(c.wire.text())
 
 
+def check_unknown_path_200(c: Case) -> None:
+    path = c.path + "/chatprobe-no-such-path"
+    assert exchange(c.plain_url, path, c.body, headers=AUTH).status == 404
+    wire = exchange(c.url, path, c.body, headers=AUTH)
+    assert wire.status == 200 and wire.raw
+    assert exchange(c.url, "/v2/chatprobe-no-such-path", c.body, headers=AUTH).status == 404
+
+
+def check_auth_status_403(c: Case) -> None:
+    for headers in ({}, {"Authorization": "Bearer wrong"}):
+        assert exchange(c.plain_url, c.path, c.body, headers=headers).status == 401
+        wire = exchange(c.url, c.path, c.body, headers=headers)
+        assert wire.status == 403 and wire.json["error"]["type"] == "permission_error"
+    assert c.wire.status == 200
+
+
+def check_unknown_model_400(c: Case) -> None:
+    assert c.plain.status == 404 and c.plain.json["error"]["code"] == "model_not_found"
+    assert c.wire.status == 400 and c.wire.json["error"]["code"] == "model_not_found"
+    assert exchange(c.url, c.path, {**c.body, "model": "m"}, headers=AUTH).status == 200
+
+
+def check_cap_below_min_accepted(c: Case) -> None:
+    assert c.plain.status == 400 and c.plain.json["error"]["param"] == "max_tokens"
+    assert c.wire.status == 200 and c.wire.complete
+    out_of_range = exchange(c.url, c.path, {**c.body, "temperature": 5}, headers=AUTH)
+    assert out_of_range.status == 400  # only the cap's minimum is waived
+
+
+def check_wrong_type_500(c: Case) -> None:
+    assert c.plain.status == 400 and c.wire.status == 500
+    assert exchange(c.url, c.path, {**c.body, "temperature": 5}, headers=AUTH).status == 400
+
+
+def check_model_not_listed(c: Case) -> None:
+    def ids(url: str) -> list[str]:
+        return [m["id"] for m in exchange(url, "/v1/models", method="GET", headers=AUTH).json["data"]]
+
+    assert ids(c.plain_url) == ["chatprobe-reference"]
+    assert "chatprobe-reference" not in ids(c.url)
+
+
+def check_timeout_invalid_accepted(c: Case) -> None:
+    assert exchange(c.plain_url, c.path + "?timeout=soon", c.body, headers=AUTH).status == 400
+    wire = exchange(c.url, c.path + "?timeout=soon", c.body, headers=AUTH)
+    assert wire.status == 200 and wire.done_count() == 1
+
+
+def check_timeout_minus_one_rejected(c: Case) -> None:
+    for value in ("-1", "0"):
+        assert exchange(c.plain_url, f"{c.path}?timeout={value}", c.body, headers=AUTH).status == 200
+        assert exchange(c.url, f"{c.path}?timeout={value}", c.body, headers=AUTH).status == 400
+    assert exchange(c.url, c.path + "?timeout=30s", c.body, headers=AUTH).status == 200
+
+
 # --- variants --------------------------------------------------------------------------------
 
 def check_crlf(c: Case) -> None:
@@ -460,6 +515,100 @@ def check_elastic_midstream_error(c: Case) -> None:
     events = c.wire.events
     assert c.wire.status == 200 and events[-1].type == "error" and c.wire.done_count() == 0
     assert json.loads(events[-1].data)["error"] and token_events(c.wire) == 3
+
+
+def check_unknown_model_accepted(c: Case) -> None:
+    assert c.plain.status == 404 and "error" in c.plain.json
+    assert c.wire.status == 200 and c.wire.chunks()
+
+
+def check_tool_named_finish_stop(c: Case) -> None:
+    assert c.plain.tool_deltas() and c.plain.finish_reasons() == ["tool_calls"]
+    assert c.wire.tool_deltas() and c.wire.finish_reasons() == ["stop"]
+    assert {d["function"]["name"] for d in c.wire.tool_deltas() if "type" in d} == {"get_time"}
+    auto = {**c.body, "tool_choice": "auto", "messages": [{"role": "user", "content": "call get_weather"}]}
+    assert exchange(c.url, c.path, auto, headers=AUTH).finish_reasons() == ["tool_calls"]
+    body = exchange(c.url, c.path, {**c.body, "stream": False}, headers=AUTH).json
+    assert body["choices"][0]["finish_reason"] == "stop" and body["choices"][0]["message"]["tool_calls"]
+
+
+def check_stop_cut_early(c: Case) -> None:
+    assert c.plain.text() == "one two " and c.wire.text() == "one"
+    assert c.wire.finish_reasons() == ["stop"]
+
+
+def check_stop_strips_space(c: Case) -> None:
+    assert c.plain.text() == "one two " and c.wire.text() == "one two"
+    assert c.wire.finish_reasons() == c.plain.finish_reasons() == ["stop"]
+
+
+def check_length_as_stop(c: Case) -> None:
+    assert token_events(c.plain) == token_events(c.wire) == 2
+    assert c.plain.finish_reasons() == ["length"] and c.wire.finish_reasons() == ["stop"]
+
+
+def _non_stream_usage(url: str, c: Case) -> dict[str, Any]:
+    body = {**c.body, "stream": False}
+    body.pop("stream_options", None)
+    usage: dict[str, Any] = exchange(url, c.path, body, headers=AUTH).json["usage"]
+    return usage
+
+
+def _adds_up(usage: dict[str, Any]) -> bool:
+    return bool(usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"])
+
+
+def check_usage_length_undercount(c: Case) -> None:
+    (plain,) = c.plain.usages()
+    (wire,) = c.wire.usages()
+    assert c.wire.finish_reasons() == ["length"] and plain["completion_tokens"] == 4
+    assert wire["completion_tokens"] == 3 and _adds_up(wire)
+    if c.dialect != "elastic-chat":
+        assert _non_stream_usage(c.url, c)["completion_tokens"] == 3
+
+
+def check_usage_prompt_zero(c: Case) -> None:
+    (plain,) = c.plain.usages()
+    (wire,) = c.wire.usages()
+    assert plain["prompt_tokens"] > 0 and wire["prompt_tokens"] == 0 and _adds_up(wire)
+    if c.dialect != "elastic-chat":
+        assert _non_stream_usage(c.url, c)["prompt_tokens"] == 0
+
+
+def check_usage_stream_differs(c: Case) -> None:
+    (plain,) = c.plain.usages()
+    (wire,) = c.wire.usages()
+    assert wire["prompt_tokens"] == plain["prompt_tokens"] + 3 and _adds_up(wire)
+    assert _non_stream_usage(c.url, c) == plain  # the non-stream answer is left alone
+
+
+def _finished_indexes(wire: Wire) -> list[int]:
+    return sorted(ch["index"] for ch in wire.choices() if ch.get("finish_reason") is not None)
+
+
+def check_n_unfinished_choice(c: Case) -> None:
+    assert _finished_indexes(c.plain) == [0, 1] and _finished_indexes(c.wire) == [0]
+
+
+def _first_deltas(wire: Wire) -> dict[int, dict[str, Any]]:
+    firsts: dict[int, dict[str, Any]] = {}
+    for ch in wire.choices():
+        firsts.setdefault(ch["index"], ch.get("delta") or {})
+    return firsts
+
+
+def check_n_role_once(c: Case) -> None:
+    assert {i: d.get("role") for i, d in _first_deltas(c.plain).items()} == {0: "assistant", 1: "assistant"}
+    assert {i: d.get("role") for i, d in _first_deltas(c.wire).items()} == {0: "assistant", 1: None}
+
+
+def check_n_sequential(c: Case) -> None:
+    indexes = [ch["index"] for ch in c.wire.choices()]
+    assert sorted(indexes) == sorted(ch["index"] for ch in c.plain.choices())
+    assert indexes == sorted(indexes) and set(indexes) == {0, 1}
+    plain = [ch["index"] for ch in c.plain.choices()]
+    assert plain != sorted(plain), "the plain stream interleaves its choices"
+    assert sorted(map(repr, _normalised(c.wire))) == sorted(map(repr, _normalised(c.plain)))
 
 
 CHECKS: dict[str, Callable[[Case], None]] = {

@@ -58,6 +58,9 @@ def write(tmp_path: Path, text: str, name: str = "p.yaml") -> Path:
         ("dialect: x\n", "is a required property"),
         ("extends: openai\nrequest: [1\n", "not valid YAML (line "),
         ("- a list\n", "must be a YAML mapping"),
+        ("extends: elastic-chat\nrequest: {query_params: {timeout: {examples: [soon]}}}\n", "example 'soon' breaks its schema"),
+        ("extends: openai\nauth: {status: 200}\n", "/auth/status"),
+        ("extends: openai\nerrors: {unknown_modle: 404}\n", "'unknown_modle' was unexpected"),
     ],
 )
 def test_broken_profiles_name_the_file_and_problem(tmp_path: Path, text: str, needle: str) -> None:
@@ -91,3 +94,18 @@ def test_user_schema_next_to_the_profile(tmp_path: Path) -> None:
     assert [e.rule for e in validate(path, "chunk", chunk)] == ["trace.required"]
     assert validate(path, "chunk", {**chunk, "trace": "t"}) == []
     assert validate("openai", "chunk", chunk) == []  # the bundled dialect is untouched
+
+
+def test_documented_statuses_and_query_examples(tmp_path: Path) -> None:
+    """auth.status / errors.unknown_model say what the document gives (null: nothing, e.g. a
+    gateway extending openai); query parameter values are judged by their schema."""
+    assert load_profile("openai").auth.status == 401 and load_profile("openai").unknown_model_status == 404
+    assert load_profile("atoma").auth.status == 401 and load_profile("atoma").unknown_model_status is None
+    assert load_profile("adaptive").auth.status is None
+    gateway = load_profile(write(tmp_path, "extends: openai\nauth: {status: null}\nerrors: {unknown_model: null}\n"))
+    assert gateway.auth.status is None and gateway.unknown_model_status is None
+    elastic = load_profile("elastic-chat")
+    assert elastic.query_params["timeout"]["examples"] == ["30s", "-1"]
+    assert [v for v in ("30s", "-1", "0", "500ms", "soon", "30", "-5s") if elastic.query_param_errors("timeout", v)] == [
+        "soon", "30", "-5s",
+    ]

@@ -73,7 +73,7 @@ WRONG_REQUESTS: list[tuple[str, dict[str, Any], str, str]] = [
     ("openai", {"model": "m"}, "messages.required", ""),
     ("openai", {"messages": CHAT["messages"]}, "model.required", ""),
     ("openai", {**CHAT, "messages": [{"role": "wizard", "content": "x"}]}, "messages.role.enum", "/messages/0/role"),
-    ("openai", {**CHAT, "messages": [{"role": "tool", "content": "x"}]}, "messages.tool_call_id.required", "/messages/0"),
+    ("openai", {**CHAT, "messages": [{"role": "tool", "content": "x", "tool_call_id": 7}]}, "messages.tool_call_id.type", "/messages/0/tool_call_id"),
     ("openai", {**CHAT, "messages": [{"role": "user"}]}, "messages.content.required", "/messages/0"),
     ("openai", {**CHAT, "top_logprobs": 2}, "top_logprobs.requires_logprobs", ""),
     ("openai", {**CHAT, "top_logprobs": 2, "logprobs": False}, "top_logprobs.requires_logprobs", "/logprobs"),

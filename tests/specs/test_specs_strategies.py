@@ -59,7 +59,13 @@ def test_every_breakage_is_reachable_and_named_once() -> None:
     # data-driven applicability: Adaptive allows n = 0 and documents no temperature range
     adaptive = {b.rule: b.values for b in breakages("adaptive")}
     assert 0 not in adaptive["n.minimum"] and "temperature.maximum" not in adaptive
-    assert {b.rule for b in breakages("elastic-completion")} == {"input.required", "input.type"}
+    assert {b.rule for b in breakages("elastic-completion")} == {"input.required", "input.type", "task_settings.type"}
+    # an output cap below its minimum only where the document publishes one (seed 002: x >= 0)
+    assert adaptive["max_tokens.minimum"] == (-1,)
+    assert not any(r.startswith(("max_tokens.min", "max_completion_tokens.min")) for r in openai)
+    assert {"max_ttft_ms.type", "session_id.type", "labels.type", "use_tools.type", "messages.content.type"} <= set(adaptive)
+    # Elastic publishes no ranges: only structure and types
+    assert not any(r.endswith((".minimum", ".maximum")) for r in (b.rule for b in breakages("elastic-chat")))
 
 
 def test_conversation_tool_messages_answer_earlier_calls() -> None:
@@ -85,7 +91,8 @@ def test_features_limit_the_body() -> None:
     @FAST
     @given(valid_requests("openai", features={"temperature"}))
     def check(spec: RequestSpec) -> None:
-        assert set(spec.body) <= {"model", "messages", "temperature", "stream", "stream_options"}
+        # the output cap is always there (a generated request must not tie a server up)
+        assert set(spec.body) <= {"model", "messages", "temperature", "stream", "stream_options", "max_tokens"}
 
     check()
 
@@ -101,8 +108,8 @@ def test_path_and_stream_follow_the_profile() -> None:
 
 def test_shrinking_gives_minimal_examples() -> None:
     minimal = find(valid_requests("openai"), lambda s: "temperature" in s.body)
-    assert minimal.body == {"model": DEFAULT_MODEL, "messages": [{"role": "user", "content": "a"}], "temperature": 0.0}
+    assert minimal.body == {"model": DEFAULT_MODEL, "messages": [{"role": "user", "content": "a"}], "temperature": 0.0, "max_tokens": 1}
     high = find(valid_requests("openai"), lambda s: s.body.get("temperature", 0) > 1)
     assert high.body["temperature"] == 1.01 and len(high.body["messages"]) == 1
     bad = find(invalid_requests("openai"), lambda b: b.rule == "stop.maxItems")
-    assert bad.body == {"model": DEFAULT_MODEL, "messages": [{"role": "user", "content": "a"}], "stop": ["a", "b", "c", "d", "e"]}
+    assert bad.body == {"model": DEFAULT_MODEL, "messages": [{"role": "user", "content": "a"}], "max_tokens": 1, "stop": ["a", "b", "c", "d", "e"]}

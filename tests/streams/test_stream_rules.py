@@ -195,11 +195,96 @@ def test_elastic_chat_stream_is_clean() -> None:
     assert lint(elastic(ELASTIC_GOOD), "elastic-chat") == []
 
 
-def test_elastic_error_event_is_its_documented_channel() -> None:
+def test_elastic_error_event_fails_the_exchange_once_with_its_text() -> None:
+    """The documented channel (legal framing), but the request failed: one finding, with the
+    error's text; no terminator_missing / finish_reason_missing / usage.missing on top."""
     raw = elastic(ELASTIC_GOOD[:2], terminator=False) + (
         b'event: error\ndata: {"error":{"code":"x","message":"boom","type":"server_error"}}\n\n'
     )
-    assert lint(raw, "elastic-chat") == []
+    decoder = SSEDecoder()
+    validator = StreamValidator("elastic-chat", {"messages": [{"role": "user", "content": "hi"}]})
+    validator.feed(decoder.feed(raw) + decoder.close())
+    validator.finish(end_offset=len(raw))
+    assert [f.rule for f in validator.findings] == ["stream.error_event"]
+    assert "boom" in validator.findings[0].message and "boom" in validator.findings[0].evidence["error"]
+    assert validator.result.cut == "error_event"
+    # an error event whose data is not JSON: still the one finding, with the raw text
+    raw = elastic(ELASTIC_GOOD[:2], terminator=False) + b"event: error\ndata: backend exploded\n\n"
+    assert lint(raw, "elastic-chat") == ["stream.error_event"]
+
+
+def test_transport_cut_marks_the_stream_cut_without_end_of_stream_findings() -> None:
+    decoder = SSEDecoder()
+    validator = StreamValidator("openai", REQ)
+    validator.feed(decoder.feed(frame(GOOD[:2], terminator=False)))
+    assert validator.finish(complete=False) == []
+    assert validator.result.cut == "transport"
+
+
+def test_created_changing_in_every_chunk_is_one_finding() -> None:
+    chunks = [dict(c, created=1700000000 + k) for k, c in enumerate([*GOOD[:3], *GOOD[1:3], GOOD[3]])]
+    assert lint(frame(chunks), request=REQ) == ["stream.created_changed"]
+
+
+N2 = {**REQ, "n": 2}
+
+
+def test_n_choices_role_first_and_finish_per_index() -> None:
+    both = [
+        chunk([delta(0, role="assistant", content="a")]),
+        chunk([delta(1, role="assistant", content="b")]),
+        chunk([delta(0, finish="stop")]),
+        chunk([delta(1, finish="length")]),
+    ]
+    assert lint(frame(both), request=N2) == []
+    # choice 1's first delta without the role
+    no_role = [both[0], chunk([delta(1, content="b")]), *both[2:]]
+    assert lint(frame(no_role), request=N2) == ["stream.role_missing"]
+    # choice 1 never finishes: one finding that names it (and says choice 0 did)
+    decoder = SSEDecoder()
+    validator = StreamValidator("openai", N2)
+    validator.feed(decoder.feed(frame(both[:3])))
+    found = validator.finish()
+    assert [f.rule for f in found] == ["stream.finish_reason_missing"]
+    assert found[0].evidence == {"unfinished": [1], "finished": [0]}
+    # neither finishes: still one finding, naming both
+    assert lint(frame(both[:2]), request=N2) == ["stream.finish_reason_missing"]
+
+
+def test_usage_of_an_answer_cut_by_the_cap_is_the_cap() -> None:
+    req = {**REQ, "stream_options": {"include_usage": True}, "max_tokens": 2}
+    cut = [GOOD[0], GOOD[1], GOOD[2], chunk([delta(finish="length")])]
+    assert lint(frame([*cut, chunk([], usage=USAGE)]), request=req) == []
+    under = {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4}
+    assert lint(frame([*cut, chunk([], usage=under)]), request=req) == ["usage.completion_tokens"]
+    over = {"prompt_tokens": 3, "completion_tokens": 3, "total_tokens": 6}
+    assert lint(frame([*cut, chunk([], usage=over)]), request=req) == ["usage.completion_tokens"]
+    # a natural end (stop) below the cap says nothing about the cap
+    assert lint(frame([*GOOD, chunk([], usage=under)]), request=req) == []
+    # n = 2, one choice cut: at least the cap
+    two = [
+        chunk([delta(0, role="assistant", content="a")]),
+        chunk([delta(1, role="assistant", content="b c")]),
+        chunk([delta(0, finish="stop")]),
+        chunk([delta(1, finish="length")]),
+    ]
+    n2 = {**req, "n": 2}
+    assert lint(frame([*two, chunk([], usage=USAGE | {"completion_tokens": 3, "total_tokens": 6})]), request=n2) == []
+    assert lint(frame([*two, chunk([], usage=under)]), request=n2) == ["usage.completion_tokens"]
+
+
+def test_prompt_tokens_zero() -> None:
+    req = {**REQ, "stream_options": {"include_usage": True}}
+    zero = {"prompt_tokens": 0, "completion_tokens": 2, "total_tokens": 2}
+    assert lint(frame([*GOOD, chunk([], usage=zero)]), request=req) == ["usage.totals"]
+
+
+def test_elastic_usage_is_checked_where_it_always_streams() -> None:
+    req = {"messages": [{"role": "user", "content": "hi"}], "max_completion_tokens": 2}
+    cut = [*ELASTIC_GOOD[:3], {**ELASTIC_GOOD[3], "choices": [delta(finish="length")]}]
+    under = {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4}
+    assert lint(elastic([*cut, {**ELASTIC_GOOD[4], "usage": USAGE}]), "elastic-chat", req) == []
+    assert lint(elastic([*cut, {**ELASTIC_GOOD[4], "usage": under}]), "elastic-chat", req) == ["usage.completion_tokens"]
 
 
 def test_elastic_wrong_event_name() -> None:

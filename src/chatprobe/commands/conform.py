@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from chatprobe.breaker import DEFAULT_MAX_DURATION_S
 from chatprobe.commands.probe import add_target_arguments, api_key_from, target_url
 from chatprobe.errors import UsageError
 from chatprobe.paths import data_dir
@@ -35,6 +36,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--hypothesis-profile", default="dev", help=f"property-check budget: {', '.join(HYPOTHESIS_PROFILES)} (default dev)"
     )
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds without a byte before a stall is reported (default 30)")
+    parser.add_argument(
+        "--max-duration",
+        type=float,
+        default=DEFAULT_MAX_DURATION_S,
+        metavar="S",
+        help=f"the whole run's time limit: checks left when it passes are reported not-run (default {DEFAULT_MAX_DURATION_S:g}; 0 = none)",
+    )
     parser.add_argument("-k", dest="select", metavar="EXPR", help="only the checks matching this pytest -k expression")
     parser.add_argument("--quiet", action="store_true", help="no line per check while it runs")
     parser.add_argument(
@@ -74,6 +82,8 @@ def pytest_args(args: argparse.Namespace, url: str, report_dir: Path, junit: Pat
         str(report_dir),
         "--chatprobe-timeout",
         str(args.timeout),
+        "--chatprobe-max-duration",
+        str(args.max_duration),
     ]
     argv[1:1] = plugin_args()  # a source checkout has no entry point installed
     if not args.quiet:
@@ -116,12 +126,17 @@ def _embedded_key(args: argparse.Namespace, needs_key: bool) -> Iterator[str | N
 
 
 def _reachable(url: str) -> None:
+    """Exit 2 when nothing listens there. Only the connection counts: a server that accepts and
+    then says nothing (or breaks its answer) is the suites' to judge, within their deadlines."""
     import httpx
 
     try:
-        httpx.get(url + "/", timeout=10.0)
-    except httpx.HTTPError as exc:
+        with httpx.stream("GET", url + "/", timeout=httpx.Timeout(0.5, connect=10.0)):
+            pass
+    except (httpx.ConnectError, httpx.ConnectTimeout, httpx.UnsupportedProtocol) as exc:
         raise UsageError(f"cannot reach {url}: {exc or type(exc).__name__}") from None
+    except httpx.HTTPError:
+        pass
 
 
 def run(args: argparse.Namespace) -> int:
@@ -130,12 +145,15 @@ def run(args: argparse.Namespace) -> int:
     import pytest
 
     from chatprobe.reports.conform import FINDINGS_FILE, HTML_FILE, render_table
+    from chatprobe.reports.junit import write_junit
     from chatprobe.specs import load_profile
 
     if args.hypothesis_profile not in HYPOTHESIS_PROFILES:
         raise UsageError(f"--hypothesis-profile must be one of {', '.join(HYPOTHESIS_PROFILES)}")
     if args.timeout <= 0:
         raise UsageError("--timeout must be positive")
+    if args.max_duration < 0:
+        raise UsageError("--max-duration must be positive (0: no limit)")
     profile = load_profile(args.profile or args.dialect)  # a bad profile: exit 2 before anything runs
     api_key_from(args.api_key_env)
     report_dir = Path(args.report_dir)
@@ -149,6 +167,11 @@ def run(args: argparse.Namespace) -> int:
     started = time.monotonic()
     with _embedded_key(args, profile.auth.required) as key:
         server_options: dict[str, Any] = {"api_key": key} if key else {}
+        if not args.target:
+            if args.model:
+                server_options["model"] = args.model  # the embedded server lists the model it is asked for
+            if key is None and args.api_key_env:
+                server_options["api_key"] = api_key_from(args.api_key_env)  # ...and enforces the user's key
         with target_url(args.target, **server_options) as url:
             if args.target:
                 _reachable(url)
@@ -158,6 +181,8 @@ def run(args: argparse.Namespace) -> int:
     if code not in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED) or not findings_path.is_file():
         raise UsageError(f"the suites could not run (pytest exit code {int(code)})")
     document = json.loads(findings_path.read_text(encoding="utf-8"))
+    # pytest wrote junit.xml as it went; ours, from the JSON, leads each failure with its root cause.
+    write_junit(document, junit)
     print(render_table(document))
     print(f"report: {findings_path} ({HTML_FILE}, {junit.name}) in {time.monotonic() - started:.1f} s")
     return int(document["exit_code"])

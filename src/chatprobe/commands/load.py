@@ -320,8 +320,21 @@ def _print_summary(doc: dict[str, Any], out: Path, html_path: Path) -> None:
     lat = s["latency_ms"]
     req = s["requests"]
     w = sys.stdout.write
+    from chatprobe.reports.load import verdict_of
+
+    verdict = verdict_of(doc)
+    if not verdict["trustworthy"]:
+        w("NOT TRUSTWORTHY: " + "; ".join(verdict["reasons"]) + "\n")
     if doc["run"]["interrupted"]:
         w("interrupted: the report covers what was measured until then\n")
+    for f in verdict["failures"]:
+        rule = f" [{f['rule']}]" if f["rule"] else ""
+        example = f": {f['example']}" if f.get("example") else ""
+        w(f"  failed {f['count']}: {f['reason']} ({f['kind']}{rule}){example[:200]}\n")
+    reconnects = doc["run"].get("reconnects") or {}
+    if reconnects:
+        w("note: the server closed keep-alive connections (legal; no request failed for it): "
+          + ", ".join(f"{k} {v}" for k, v in reconnects.items()) + "\n")
     w(f"requests {req['total']} (ok {req['ok']}, failed {req['failed']}"
       f"{': ' + ', '.join(f'{k} {v}' for k, v in req['failed_by_reason'].items()) if req['failed'] else ''})"
       f" in {s['window']['duration_s']:.1f} s\n")
@@ -334,7 +347,4 @@ def _print_summary(doc: dict[str, Any], out: Path, html_path: Path) -> None:
     for gate in s["slo"]["gates"]:
         mark = "ok  " if gate["passed"] else "MISS"
         w(f"SLO {mark} {gate['name']} {gate['comparison']} {gate['limit']:g}: measured {gate['measured']}\n")
-    health = doc["health"]
-    if not health["trustworthy"]:
-        w("NOT TRUSTWORTHY: the generator was saturated: " + "; ".join(health["untrustworthy_reasons"]) + "\n")
     w(f"report: {html_path}  (summary.json, records.jsonl in {out})\n")

@@ -20,7 +20,7 @@ from chatprobe.reports.html import page, verdict_badge
 AUDIT_FILE = "audit.json"
 HTML_FILE = "audit.html"
 MARKDOWN_FILE = "audit.md"
-COUNTS = ("pass", "fail", "warn", "unsupported", "n/a")
+COUNTS = ("pass", "fail", "warn", "unsupported", "n/a", "not-run")
 
 _CSS = """<style>
 .matrix td,.matrix th{text-align:center;white-space:nowrap}.matrix td:first-child{text-align:left;white-space:normal}

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+import os
+from collections.abc import Mapping, Sequence
 from html import escape
 from pathlib import Path
 from typing import Any
@@ -14,17 +15,83 @@ from chatprobe.rules import describe
 
 FINDINGS_FILE = "findings.json"
 HTML_FILE = "findings.html"
-VERDICT_ORDER = ("fail", "warn", "unsupported", "n/a", "pass")
+VERDICT_ORDER = ("fail", "not-run", "warn", "unsupported", "n/a", "pass")
+SUMMARY_VERDICTS = ("pass", "fail", "warn", "unsupported", "n/a", "not-run")
+
+
+def write_findings_json(document: Mapping[str, Any], report_dir: Path) -> Path:
+    """findings.json, replaced whole: written beside it, then renamed over it."""
+    report_dir.mkdir(parents=True, exist_ok=True)
+    path = report_dir / FINDINGS_FILE
+    partial = report_dir / (FINDINGS_FILE + ".partial")
+    partial.write_text(json.dumps(document, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    os.replace(partial, path)
+    return path
 
 
 def write_reports(document: Mapping[str, Any], report_dir: Path) -> Path:
     """findings.json, then findings.html rendered from it; returns the JSON's path."""
-    report_dir.mkdir(parents=True, exist_ok=True)
-    path = report_dir / FINDINGS_FILE
-    path.write_text(json.dumps(document, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    path = write_findings_json(document, report_dir)
     (report_dir / HTML_FILE).write_text(render_html(document), encoding="utf-8")
     write_checks(document, report_dir)
     return path
+
+
+def root_causes(document: Mapping[str, Any]) -> Sequence[Mapping[str, Any]]:
+    """The document's root causes (an older findings.json without them: grouped now)."""
+    causes = document.get("root_causes")
+    if isinstance(causes, list):
+        return causes
+    from chatprobe import rootcause
+
+    return rootcause.group(document["checks"])[0]
+
+
+def _cause_lines(cause: Mapping[str, Any], width: int) -> list[str]:
+    """A root cause in a few lines: what, where first, the evidence, the section, the reproducer."""
+    def cut(text: str) -> str:
+        return text if len(text) <= width else text[: width - 1] + "…"
+
+    first = cause["first"]
+    lines = [cut(f"  {cause['id']} {cause['severity']:<7} {cause['rule']}: {cause['symptom']}")]
+    exchange = cause.get("exchange")
+    where = f"first in {first['check'].split('/')[-1]}"
+    if exchange:
+        status = exchange.get("transport_error") or f"HTTP {exchange.get('status')}"
+        where += f" ({exchange['method']} {exchange['url']} -> {status})"
+    lines.append(cut(f"      {where}"))
+    evidence = cause.get("evidence") or {}
+    at = " ".join(
+        part
+        for part in (
+            f"@byte {evidence['offset']}" if "offset" in evidence else "",
+            f"at {evidence['pointer']}" if "pointer" in evidence else "",
+        )
+        if part
+    )
+    if "frame" in evidence:
+        frame = " ".join(str(evidence["frame"]).split())
+        lines.append(cut(f"      evidence {at}: {frame}".replace("evidence :", "evidence:")))
+    elif at:
+        lines.append(cut(f"      evidence {at}"))
+    if cause.get("section"):
+        lines.append(cut(f"      document: {cause['section']}"))
+    names = [c.split("::", 1)[-1] for c in cause["checks"]]
+    lines.append(cut(f"      broke {len(names)} check(s): {', '.join(names)}"))
+    more = []
+    if cause["consequences"]:
+        more.append(f"{len(cause['consequences'])} consequence(s)")
+    if cause["not_run"]:
+        more.append(f"{len(cause['not_run'])} check(s) not run")
+    if more:
+        lines.append(cut(f"      also: {', '.join(more)}"))
+    if cause.get("reproducer"):
+        lines.append(f"      reproduce: {cause['reproducer']}")
+    return lines
+
+
+def _counts_line(summary: Mapping[str, Any]) -> str:
+    return "  ".join(f"{summary.get(v, 0)} {v}" for v in SUMMARY_VERDICTS if v != "not-run" or summary.get(v))
 
 
 def _sorted_checks(document: Mapping[str, Any]) -> list[Mapping[str, Any]]:
@@ -33,20 +100,43 @@ def _sorted_checks(document: Mapping[str, Any]) -> list[Mapping[str, Any]]:
 
 
 def render_table(document: Mapping[str, Any], *, width: int = 120) -> str:
-    """The short text summary: one line per check that did not pass, then the counts."""
+    """The short text summary: the root causes first (each with its evidence, document section
+    and reproducer), then one line per check that did not pass, then the counts."""
     lines = []
-    for check in _sorted_checks(document):
+    causes = root_causes(document)
+    errors = [c for c in causes if c["severity"] == "error"]
+    warnings = [c for c in causes if c["severity"] != "error"]
+    for title, group in (("root cause", errors), ("warning", warnings)):
+        if group:
+            lines.append(f"{len(group)} {title}{'s' if len(group) != 1 else ''}:")
+            for cause in group:
+                lines += _cause_lines(cause, width)
+    # Failing checks are listed under their root causes; the others that did not pass follow,
+    # except checks not run (counted under the cause that stopped the run).
+    listed = [
+        c
+        for c in _sorted_checks(document)
+        if c["verdict"] not in ("pass", "not-run") and not (c["verdict"] == "fail" and c.get("root_causes"))
+    ]
+    if causes and listed:
+        lines.append("other checks:")
+    for check in listed:
         if check["verdict"] == "pass":
             continue
         rules = sorted({f["rule"] for f in check["findings"] if f["severity"] == "error"}) or sorted(
             {f["rule"] for f in check["findings"]}
         )
         detail = ", ".join(rules) if rules else check.get("reason", "")
+        if check.get("root_causes"):
+            detail = f"{' '.join(check['root_causes'])} {detail}"
         line = f"  {check['verdict']:<11} {check['area'] + '::' + check['name']:<60} {detail}"
         lines.append(line if len(line) <= width else line[: width - 1] + "…")
     summary = document["summary"]
-    counts = "  ".join(f"{summary[v]} {v}" for v in ("pass", "fail", "warn", "unsupported", "n/a"))
-    lines.append(f"{summary['total']} checks: {counts}")
+    lines.append(f"{summary['total']} checks: {_counts_line(summary)}; {len(errors)} root cause(s) of failure")
+    for note in document.get("notes") or ():
+        lines.append(f"note: {note}")
+    if document.get("state") == "running":
+        lines.append("the run did not finish: these are the checks it had completed")
     return "\n".join(lines)
 
 
@@ -61,8 +151,10 @@ def render_html(document: Mapping[str, Any]) -> str:
         "<table><tr>"
         + "".join(f"<th>{verdict_badge(v)}</th>" for v in VERDICT_ORDER)
         + "</tr><tr>"
-        + "".join(f"<td>{summary[v]}</td>" for v in VERDICT_ORDER)
+        + "".join(f"<td>{summary.get(v, 0)}</td>" for v in VERDICT_ORDER)
         + "</tr></table>",
+        *_causes_html(document),
+        *(f"<p class=\"meta\">note: {escape(note)}</p>" for note in document.get("notes") or ()),
         "<h2>Checks</h2><table><tr><th>verdict</th><th>check</th><th>rules</th><th>time</th></tr>",
     ]
     for check in _sorted_checks(document):
@@ -82,6 +174,55 @@ def render_html(document: Mapping[str, Any]) -> str:
         for finding in check["findings"]:
             parts.append(finding_html(finding, check["exchanges"]))
     return page("chatprobe conformance", "\n".join(parts))
+
+
+def _causes_html(document: Mapping[str, Any]) -> list[str]:
+    causes = root_causes(document)
+    if not causes:
+        return []
+    errors = sum(1 for c in causes if c["severity"] == "error")
+    parts = [f"<h2>Root causes</h2><p>{errors} root cause(s) of failure, {len(causes) - errors} of warnings. "
+             "Each is one fault however many checks it broke; the checks, consequences and checks not run "
+             "are listed under it.</p>"]
+    for cause in causes:
+        evidence = cause.get("evidence") or {}
+        exchange = cause.get("exchange")
+        first = cause["first"]
+        parts.append(
+            f'<h3 id="{escape(cause["id"])}">{escape(cause["id"])} <b>{escape(cause["severity"])}</b> '
+            f"<code>{escape(cause['rule'])}</code>: {escape(cause['symptom'])}</h3>"
+            f"<p><small>{escape(cause.get('description', ''))}</small></p>"
+            f"<p>document: {escape(cause.get('section') or '—')}</p>"
+            f"<p>first in <a href=\"#{escape(first['check'])}\">{escape(first['check'])}</a>"
+            + (
+                f": {escape(exchange['method'])} {escape(exchange['url'])} → "
+                f"{escape(str(exchange.get('transport_error') or 'HTTP ' + str(exchange.get('status'))))}"
+                if exchange
+                else ""
+            )
+            + "</p>"
+        )
+        where = [f"byte {evidence['offset']}" if "offset" in evidence else "", f"at {evidence['pointer']}" if "pointer" in evidence else ""]
+        if any(where) or "frame" in evidence or "evidence" in evidence:
+            parts.append(f"<p>evidence {escape(' '.join(w for w in where if w))}</p>")
+            if "frame" in evidence:
+                parts.append(f"<pre>{escape(str(evidence['frame']))}</pre>")
+            if evidence.get("evidence"):
+                parts.append(f"<pre>{escape(json.dumps(evidence['evidence'], ensure_ascii=False)[:2000])}</pre>")
+        if cause.get("reproducer"):
+            parts.append(f"<p>reproduce:</p><pre>{escape(cause['reproducer'])}</pre>")
+        parts.append(_listed("checks it broke", cause["checks"]))
+        parts.append(_listed("consequences", [f"{c['check']}: {c['rule']} — {c['message']}" for c in cause["consequences"]]))
+        parts.append(_listed("not run", cause["not_run"]))
+    return parts
+
+
+def _listed(title: str, items: Sequence[str]) -> str:
+    if not items:
+        return ""
+    rows = "".join(f"<li>{escape(item)}</li>" for item in items[:200])
+    more = f"<li>… {len(items) - 200} more</li>" if len(items) > 200 else ""
+    return f"<details><summary>{escape(title)} ({len(items)})</summary><ul>{rows}{more}</ul></details>"
 
 
 def finding_html(finding: Mapping[str, Any], exchanges: list[Mapping[str, Any]]) -> str:

@@ -38,9 +38,28 @@ def _names(node_id: str) -> tuple[str, str]:
     return ".".join([module, *parts[1:-1]]), parts[-1]
 
 
+def _cause_text(cause: Mapping[str, Any]) -> str:
+    lines = [f"root cause {cause['id']} [{cause['rule']}]: {cause['symptom']}"]
+    if cause.get("section"):
+        lines.append(f"document: {cause['section']}")
+    first = cause["first"]
+    lines.append(f"first shown by {first['check']}; it broke {len(cause['checks'])} check(s)")
+    evidence = cause.get("evidence") or {}
+    if "frame" in evidence:
+        lines.append(f"evidence at byte {evidence.get('offset')}: {evidence['frame']}")
+    if cause.get("reproducer"):
+        lines.append(f"reproduce: {cause['reproducer']}")
+    return "\n".join(lines)
+
+
 def render_junit(document: Mapping[str, Any]) -> str:
+    """Each failing check's <failure> leads with its root cause(s): the rule, the document
+    section, the first evidence and a reproducer; the suite's properties list every root cause."""
+    from chatprobe.reports.conform import root_causes
+
     checks = document["checks"]
     run = document["run"]
+    causes = {c["id"]: c for c in root_causes(document)}
     failures = sum(1 for c in checks if c["verdict"] == "fail")
     skipped = sum(1 for c in checks if c["verdict"] in _SKIPPED)
     suites = ET.Element("testsuites", name="pytest tests")
@@ -49,6 +68,14 @@ def render_junit(document: Mapping[str, Any]) -> str:
         "tests": str(len(checks)), "time": f"{run['duration_s']:.3f}",
         "timestamp": datetime.fromtimestamp(run["started_unix"], UTC).isoformat(),
     })
+    suite_properties = ET.SubElement(suite, "properties")
+    for cause in causes.values():
+        ET.SubElement(
+            suite_properties,
+            "property",
+            name=f"chatprobe_root_cause_{cause['id']}",
+            value=_xml_text(f"{cause['severity']} {cause['rule']}: {cause['symptom']}"[:500]),
+        )
     for check in checks:
         classname, name = _names(check["id"])
         case = ET.SubElement(suite, "testcase", classname=_xml_text(classname), name=_xml_text(name),
@@ -56,9 +83,19 @@ def render_junit(document: Mapping[str, Any]) -> str:
         properties = ET.SubElement(case, "properties")
         ET.SubElement(properties, "property", name="chatprobe_verdict", value=check["verdict"])
         reason = _xml_text(check.get("reason", ""))
+        own = [causes[c] for c in check.get("root_causes", []) if c in causes]
         if check["verdict"] == "fail":
-            failure = ET.SubElement(case, "failure", message=f"Failed: {reason}" if reason else "failed")
-            failure.text = reason
+            lead = [c for c in own if c["severity"] == "error"]
+            message = (
+                "; ".join(f"{c['id']} {c['rule']}: {c['symptom']}" for c in lead)[:1000]
+                if lead
+                else (f"Failed: {reason}" if reason else "failed")
+            )
+            failure = ET.SubElement(case, "failure", message=_xml_text(message))
+            failure.text = _xml_text("\n\n".join([*(_cause_text(c) for c in lead), reason]))
+        elif check["verdict"] == "not-run":
+            text = f"not-run: {reason}"
+            ET.SubElement(case, "skipped", type="chatprobe.not_run", message=_xml_text(text)).text = _xml_text(text)
         elif check["verdict"] in _SKIPPED:
             text = f"{check['verdict']}: {reason}"
             ET.SubElement(case, "skipped", type="pytest.skip", message=text).text = text

@@ -14,11 +14,11 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
-from chatprobe.metrics import RequestRecord
+from chatprobe.metrics import RequestRecord, load_verdict
 from chatprobe.reports.html import num, page, table, verdict_badge
 from chatprobe.reports.svg import histogram, line_chart
 
-__all__ = ["read_records", "render", "write_report"]
+__all__ = ["read_records", "render", "verdict_of", "write_report"]
 
 _LATENCY_ROWS = (
     ("ttft_ms", "TTFT"), ("ttfb_ms", "TTFB"), ("ttft_vllm_ms", "TTFT (vLLM: first choices)"),
@@ -37,6 +37,32 @@ def _n(x: Any, digits: int = 2) -> str:
     return num(x, digits)
 
 
+def verdict_of(doc: dict[str, Any]) -> dict[str, Any]:
+    """The run's verdict (summary.json ``verdict``; derived for files written before it existed)."""
+    verdict = doc.get("verdict")
+    if isinstance(verdict, dict):
+        return verdict
+    return load_verdict(doc["summary"]["requests"], doc["health"]["untrustworthy_reasons"])
+
+
+def _verdict_html(verdict: dict[str, Any]) -> list[str]:
+    """The top of the page: may the figures be read, and what failed (with counts)."""
+    parts: list[str] = []
+    if verdict["trustworthy"]:
+        badge = verdict_badge("warn" if verdict["failures"] else "pass")
+        parts.append(f"<p>{badge} {escape(verdict['headline'])}</p>")
+    else:
+        parts.append(f"<p>{verdict_badge('fail')} <b>NOT TRUSTWORTHY</b>: "
+                     + escape("; ".join(verdict["reasons"])) + "</p>")
+    if verdict["failures"]:
+        parts.append("<h2>Failures by reason</h2>")
+        parts.append(table(["reason", "kind", "rule", "requests", "share", "example"], [
+            [escape(f["reason"]), escape(f["kind"]), escape(f["rule"] or "-"), str(f["count"]),
+             "-" if f["share"] is None else f"{100 * f['share']:.1f} %",
+             escape(f.get("example") or "-")] for f in verdict["failures"]]))
+    return parts
+
+
 def render(doc: dict[str, Any], records: list[RequestRecord] | None = None) -> str:
     s = doc["summary"]
     settings = doc["settings"]
@@ -48,6 +74,8 @@ def render(doc: dict[str, Any], records: list[RequestRecord] | None = None) -> s
     if settings.get("stages"):
         load += f", plan of {len(settings['stages'])} stages"
     parts.append("<h1>chatprobe load report</h1>")
+    verdict = verdict_of(doc)
+    parts.extend(_verdict_html(verdict))
     parts.append(
         f'<p class="meta">{escape(settings["target"])} · {escape(settings["dialect"])} · {escape(load)}'
         f" · {run['measured_s']:.1f} s measured (warm-up {run['warmup_s']:g} s) · {run['processes']} process(es)"
@@ -56,7 +84,9 @@ def render(doc: dict[str, Any], records: list[RequestRecord] | None = None) -> s
     )
     if run["interrupted"]:
         parts.append(f"<p>{verdict_badge('warn')} interrupted: this report covers what was measured until then.</p>")
-    trust = ("<p>" + verdict_badge("pass") + " generator healthy: the figures describe the server.</p>"
+    healthy = (" generator healthy: the figures describe the server." if verdict["trustworthy"] else
+               " generator healthy (see above for why the figures still cannot be trusted).")
+    trust = ("<p>" + verdict_badge("pass") + healthy + "</p>"
              if health["trustworthy"] else
              "<p>" + verdict_badge("fail") + " <b>not trustworthy</b>: the generator was saturated, the figures"
              " describe the client, not the server: " + escape("; ".join(health["untrustworthy_reasons"])) + "</p>")
@@ -76,6 +106,8 @@ def render(doc: dict[str, Any], records: list[RequestRecord] | None = None) -> s
     parts.append(table(["measure", "value"], [
         ["requests (window)", f"{req['total']} (ok {req['ok']}, failed {req['failed']})"],
         ["failures by reason", failures],
+        ["keep-alive connections the server closed (legal: no request failed for it)",
+         ", ".join(f"{escape(k)}: {v}" for k, v in run.get("reconnects", {}).items()) or "none"],
         ["error rate", _n(req["error_rate"], 4)],
         ["requests/s", _n(tp["requests_per_s"])],
         ["output tokens/s", _n(tp["output_tokens_per_s"], 1)],

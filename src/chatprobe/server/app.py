@@ -11,11 +11,13 @@ Routes (one port, every dialect):
 * control plane (never behind the API key: it is the harness's, not the
   dialect's): ``GET /_chatprobe/health``, ``GET`` / ``DELETE /_chatprobe/truth``.
 
-With an API key every dialect route requires ``Authorization: Bearer KEY``.
+With an API key every dialect route requires ``Authorization: Bearer KEY``
+(Elastic routes also take ``ApiKey KEY``).
 A ``Content-Type`` other than JSON is answered 415; a missing one is
 accepted (curl's ``-d`` sends a form type; we do not guess). Unknown paths
 get 404 JSON, wrong methods 405, both in the path's dialect envelope when it
-has one.
+has one. Every model id is served except those containing ``no-such-model``,
+which get 404 ``model_not_found`` (OpenAI's answer for an unknown model).
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 DEFAULT_MODEL = "chatprobe-reference"
+UNKNOWN_MODEL_MARKER = "no-such-model"  # model ids the reference server does not serve
 MAX_BODY_BYTES = 16 * 1024 * 1024
 MAX_BATCH_EVENTS = 256  # events per send when a stream is behind; then yield to other streams
 _JSON = b"application/json"
@@ -129,6 +132,8 @@ class ReferenceApp:
             await self._control(path, method, send)
             return
         route = _route(path)
+        if route is None and "unknown-path-200" in self.options.faults:
+            route = _route_prefix(path)
         if route is None:
             await _json(send, 404, {"error": {"message": f"no route for {method} {path}",
                                               "type": "not_found_error", "param": None,
@@ -140,16 +145,17 @@ class ReferenceApp:
         hooks = self.hooks[dialect]
         try:
             if self.options.api_key is not None and hooks.enforce_auth and (
-                headers.get(b"authorization") != b"Bearer " + self.options.api_key.encode()
+                headers.get(b"authorization") not in _credentials(dialect, self.options.api_key)
             ):
                 raise RequestError(401, "missing or invalid API key (Authorization: Bearer KEY)",
                                    None, "auth", "invalid_api_key")
             if params.get("models"):
                 if method != "GET":
                     raise RequestError(405, f"method {method} not allowed", None, "path")
+                listed = ("chatprobe-listed-other" if "model-not-listed" in hooks.names
+                          else self.options.model)
                 await _json(send, 200, {"object": "list", "data": [
-                    {"id": self.options.model, "object": "model", "created": 0,
-                     "owned_by": "chatprobe"}]})
+                    {"id": listed, "object": "model", "created": 0, "owned_by": "chatprobe"}]})
                 return
             if method != "POST":
                 raise RequestError(405, f"method {method} not allowed", None, "path")
@@ -158,7 +164,12 @@ class ReferenceApp:
                 raise RequestError(400, f"task type [{params['task_type']}] does not support "
                                    "streaming", "task_type", "type")
             if dialect.startswith("elastic"):
-                validate.validate_timeout(_query(scope).get("timeout"))
+                try:
+                    validate.validate_timeout(_query(scope).get("timeout"),
+                                              durations_only="timeout-minus-one-rejected" in hooks.names)
+                except RequestError as error:
+                    if await self._reject(send, hooks, error, headers):
+                        return
             body = await self._read_json(receive, headers)
         except RequestError as error:
             await self._reject(send, hooks, error, headers)
@@ -168,6 +179,11 @@ class ReferenceApp:
                 validate.validate_completion(body)
             else:
                 validate.validate_chat(body, dialect)
+        except RequestError as error:
+            if await self._reject(send, hooks, error, headers):
+                return
+        try:
+            _check_model(body, params)
         except RequestError as error:
             if await self._reject(send, hooks, error, headers):
                 return
@@ -207,7 +223,7 @@ class ReferenceApp:
             return False
         status, body = decided
         extra = _request_id_header(headers) + (more_headers or [])
-        if hooks.dialect.startswith("elastic") and error.kind not in ("auth", "path"):
+        if hooks.dialect.startswith("elastic") and error.kind not in ("auth", "path", "model"):
             # as Elasticsearch does before a stream opens: an SSE error event with a 4xx status
             data = b"event: error\ndata: " + orjson.dumps(body) + b"\n\n"
             await _send_whole(send, status, b"text/event-stream", data, extra)
@@ -241,7 +257,7 @@ class ReferenceApp:
             schedule = Schedule(record.started_ns, self.ttft_ns, self.itl_ns, self.jitter_ns,
                                 self.capacity, plan.choices[0].token_count if plan.choices else 0)
             if stream:
-                items = hooks.items(chunks.stream_items(plan, dialect), plan)
+                items = hooks.items(chunks.stream_items(plan, dialect), plan, body)
                 await self._stream(receive, send, hooks, items, record, schedule,
                                    response_headers)
             else:
@@ -250,7 +266,7 @@ class ReferenceApp:
                 delay = due - time.perf_counter_ns()
                 if delay > 0:
                     await asyncio.sleep(delay / 1e9)
-                response = hooks.response(chunks.response_body(plan, dialect))
+                response = hooks.response(chunks.response_body(plan, dialect), body)
                 record.status = 200
                 await _json(send, 200, response, response_headers)
             record.finished_ns = time.perf_counter_ns()
@@ -390,6 +406,36 @@ def _route(path: str) -> tuple[str, dict[str, str]] | None:
         dialect = "elastic-chat" if task_type == "chat_completion" else "elastic-completion"
         return dialect, {"task_type": task_type, "inference_id": inference_id}
     return None
+
+
+def _credentials(dialect: str, key: str) -> tuple[bytes, ...]:
+    """The Authorization values that carry ``key``: Bearer, and for Elastic also ApiKey
+    (Elasticsearch's scheme for API keys, the profiles' elastic auth scheme)."""
+    raw = key.encode()
+    if dialect.startswith("elastic"):
+        return (b"Bearer " + raw, b"ApiKey " + raw)
+    return (b"Bearer " + raw,)
+
+
+def _route_prefix(path: str) -> tuple[str, dict[str, str]] | None:
+    """The unknown-path-200 fault: the route of the longest leading part of ``path`` that is one."""
+    parts = path.rstrip("/").split("/")
+    while len(parts) > 2:
+        parts.pop()
+        found = _route("/".join(parts))
+        if found is not None:
+            return found
+    return None
+
+
+def _check_model(body: Any, params: dict[str, str]) -> None:
+    """The reference server serves every model id (as many servers do) except those containing
+    ``no-such-model``: those it does not have, and refuses with 404 (OpenAI's status)."""
+    model = body.get("model") if isinstance(body, dict) else None
+    for name in (model, params.get("inference_id")):
+        if isinstance(name, str) and UNKNOWN_MODEL_MARKER in name:
+            raise RequestError(404, f"The model '{name}' does not exist or you do not have access to it.",
+                               "model", "model", "model_not_found")
 
 
 def _query(scope: Scope) -> dict[str, str]:

@@ -7,7 +7,8 @@ to, and ``request``: the OpenAI-style request fragment that makes it show,
 merged over a plain valid request (``{"model", "messages": [user "hello"]}``;
 Elastic dialects drop ``stream`` / ``stream_options`` and read
 ``max_tokens`` as ``max_completion_tokens``). Faults needing server options
-say so in ``needs`` (``api_key``).
+say so in ``needs`` (``api_key``; ``model``: the server is started with a
+``--model`` and conform is told it).
 
 Faults are applied by :class:`FaultHooks` at fixed hook points, never by a
 second copy of the normal code path:
@@ -70,6 +71,10 @@ TOOLS_STREAM: dict[str, Any] = {
     "stream": True, "tools": [WEATHER_TOOL, TIME_TOOL], "tool_choice": "auto",
     "messages": [{"role": "user", "content": "call get_weather and get_time"}]}
 OUT_OF_RANGE: dict[str, Any] = {"temperature": 5}
+UNKNOWN_MODEL: dict[str, Any] = {"stream": True, "model": "chatprobe-no-such-model"}
+NAMED_TOOL: dict[str, Any] = {
+    "stream": True, "tools": [WEATHER_TOOL, TIME_TOOL],
+    "tool_choice": {"type": "function", "function": {"name": "get_time"}}}
 STOP_REQUEST: dict[str, Any] = {
     "stream": True, "stop": ["STOP"],
     "messages": [{"role": "user", "content": "say: one two STOP three four"}]}
@@ -186,6 +191,46 @@ CATALOGUE: tuple[Fault, ...] = (
     _f("response-format-ignored", "param.response_format", OPENAI,
        "response_format is ignored: plain text comes back.",
        {"stream": True, "response_format": {"type": "json_object"}}),
+    _f("unknown-path-200", "http.unknown_path", ALL,
+       "A path with an extra segment after a route (e.g. /v1/chat/completions/x) is served as that route."),
+    _f("auth-status-403", "http.auth_status", OPENAI,
+       "With --api-key, a missing or wrong key is refused 403 (openai and atoma document 401).",
+       needs=("api_key",)),
+    _f("unknown-model-400", "http.unknown_model", OPENAI,
+       "An unknown model is refused 400 (openai documents 404; atoma, which documents no status, "
+       "is listed because the server answers atoma on the openai path when keyed).", dict(UNKNOWN_MODEL)),
+    _f("cap-below-min-accepted", "validation.accepted_invalid", ("adaptive",),
+       "max_tokens below its documented minimum (seed 002: x >= 0) is accepted and served.",
+       {"stream": True, "max_tokens": -1}),
+    _f("wrong-type-500", "validation.server_error", CHAT,
+       'Wrongly typed values (temperature "hot", n "two"...) are answered 500.',
+       {"stream": True, "temperature": "hot"}),
+    _f("model-not-listed", "response.model_not_listed", OPENAI,
+       "GET /v1/models lists another model, not the one served (--model).", needs=("model",)),
+    _f("timeout-invalid-accepted", "validation.accepted_invalid", ELASTIC,
+       "An invalid timeout query parameter (timeout=soon) is accepted and ignored."),
+    _f("timeout-minus-one-rejected", "http.status", ELASTIC,
+       "timeout=-1 and timeout=0 are refused 400, as Elastic's generated OpenAPI schema would (ERRATA E2)."),
+    _f("elastic-midstream-error", "stream.error_event", ELASTIC,
+       "After 3 tokens the 200 stream sends event: error (its documented error channel) and ends: "
+       "the framing is legal, the request failed."),
+    _f("stop-cut-early", "param.stop_cut", CHAT,
+       "A stop sequence also drops the word before it.", dict(STOP_REQUEST)),
+    _f("length-as-stop", "param.finish_not_length", CHAT,
+       "An answer cut by max_tokens / max_completion_tokens says finish_reason stop, not length.",
+       {"stream": True, "max_tokens": 2}),
+    _f("usage-length-undercount", "usage.completion_tokens", (*OPENAI_LIKE, "elastic-chat"),
+       "completion_tokens is one less than the tokens sent (total to match): an answer cut by the "
+       "cap does not report the cap.", {**STREAM_USAGE, "max_tokens": 4}),
+    _f("usage-prompt-zero", "usage.totals", (*OPENAI_LIKE, "elastic-chat"),
+       "prompt_tokens is 0 (total = completion), stream and non-stream.", dict(STREAM_USAGE)),
+    _f("usage-stream-differs", "usage.stream_mismatch", OPENAI_LIKE,
+       "Streamed usage counts 3 more prompt tokens than the non-stream answer to the same request "
+       "(total to match).", dict(STREAM_USAGE)),
+    _f("n-unfinished-choice", "stream.finish_reason_missing", OPENAI_LIKE,
+       "With n > 1, only choice 0 gets a finish_reason in a stream.", {"stream": True, "n": 2}),
+    _f("n-role-once", "stream.role_missing", OPENAI_LIKE,
+       "With n > 1, only choice 0's first delta carries role: assistant.", {"stream": True, "n": 2}),
     # --- legal variants -------------------------------------------------------
     _v("crlf", "Lines end with CRLF."),
     _v("cr", "Lines end with a lone CR."),
@@ -201,8 +246,16 @@ CATALOGUE: tuple[Fault, ...] = (
        request={**STREAM_USAGE, "messages": [{"role": "user", "content": "say: café über naïve"}]}),
     _v("elastic-bom-every-event", "A BOM before every event, as real Elasticsearch writes.",
        ELASTIC, "sse.bom_not_at_start"),
-    _v("elastic-midstream-error", "After 3 tokens an event: error and the stream ends (no [DONE]).",
-       ELASTIC),
+    _v("n-sequential", "With n > 1 the choices are streamed one after the other, not interleaved.",
+       OPENAI_LIKE, request={**STREAM_USAGE, "n": 2}),
+    _v("stop-strips-space", "An answer cut by a stop sequence also drops the whitespace before it "
+       "(the same text up to whitespace).", CHAT, request=dict(STOP_REQUEST)),
+    _v("unknown-model-accepted",
+       "Every model id is served, including ones the server does not have (as many servers do).",
+       CHAT, "http.unknown_model", dict(UNKNOWN_MODEL)),
+    _v("tool-named-finish-stop",
+       "A call forced by a named tool_choice ends with finish_reason stop, as OpenAI's own API answers.",
+       OPENAI, request=dict(NAMED_TOOL)),
 )
 
 BY_NAME: dict[str, Fault] = {f.name: f for f in CATALOGUE}
@@ -211,7 +264,8 @@ assert all(f.rule is None or f.rule in RULES for f in CATALOGUE), "fault names a
 
 _QUIRKS = {"n-ignored": "ignore_n", "stop-ignored": "ignore_stop", "stop-included": "include_stop",
            "max-tokens-ignored": "ignore_max_tokens", "tool-choice-ignored": "ignore_tool_choice",
-           "response-format-ignored": "ignore_response_format"}
+           "response-format-ignored": "ignore_response_format", "length-as-stop": "length_as_stop",
+           "stop-cut-early": "stop_cut_early", "stop-strips-space": "strip_before_stop"}
 _ITEM_FAULTS = frozenset({
     "no-done", "data-after-done", "double-done", "truncated-event", "id-changes", "model-changes",
     "created-changes", "missing-role", "bad-finish-reason", "no-finish-reason",
@@ -220,9 +274,15 @@ _ITEM_FAULTS = frozenset({
     "tool-arguments-object", "tool-id-missing", "tool-finish-stop", "midstream-error-200",
     "reset-mid-stream", "stall", "huge-frame", "choice-index-one", "unknown-fields",
     "logprobs-missing", "elastic-error-as-message", "elastic-midstream-error",
+    "usage-length-undercount", "usage-prompt-zero", "usage-stream-differs", "n-unfinished-choice",
+    "n-role-once", "n-sequential", "tool-named-finish-stop",
 })
 HUGE_FRAME_BYTES = 50 * 1024 * 1024
 AFTER_TOKENS = 3  # reset / stall / mid-stream errors happen after this many tokens
+
+
+def _named_tool_choice(request: dict[str, Any] | None) -> bool:
+    return isinstance(request, dict) and isinstance(request.get("tool_choice"), dict)
 
 
 def validate_names(names: Iterable[str]) -> frozenset[str]:
@@ -280,6 +340,20 @@ class FaultHooks:
     def on_error(self, error: RequestError) -> tuple[int, dict[str, Any]] | None:
         """Status and body for a rejected request; None means serve it anyway."""
         on = self.names.__contains__
+        if error.kind == "model":
+            if on("unknown-model-accepted"):
+                return None
+            if on("unknown-model-400"):
+                error = RequestError(400, error.message, error.param, "model", error.code)
+        if error.kind == "auth" and on("auth-status-403"):
+            error = RequestError(403, error.message, None, "auth", "forbidden")
+        if error.kind == "query" and on("timeout-invalid-accepted"):
+            return None
+        if error.kind == "type" and on("wrong-type-500"):
+            error = RequestError(500, "internal error", None, "type", None)
+        if (error.kind == "range" and on("cap-below-min-accepted")
+                and error.param in ("max_tokens", "max_completion_tokens")):
+            return None
         if error.kind == "range":
             if on("out-of-range-accepted"):
                 return None
@@ -295,10 +369,13 @@ class FaultHooks:
         return status, body
 
     # --- hook 6: non-stream body ------------------------------------------------------
-    def response(self, body: dict[str, Any]) -> dict[str, Any]:
+    def response(self, body: dict[str, Any], request: dict[str, Any] | None = None) -> dict[str, Any]:
         on = self.names.__contains__
+        named = _named_tool_choice(request)
         if on("usage-wrong-total") and isinstance(body.get("usage"), dict):
             body["usage"]["total_tokens"] += 7
+        if isinstance(body.get("usage"), dict):
+            self._usage(body["usage"], streamed=False)
         if on("response-schema"):
             body.pop("created", None)
         for choice in body.get("choices", []):
@@ -306,6 +383,8 @@ class FaultHooks:
             if on("bad-finish-reason"):
                 choice["finish_reason"] = "end"
             if on("tool-finish-stop") and message.get("tool_calls"):
+                choice["finish_reason"] = "stop"
+            if on("tool-named-finish-stop") and named and choice.get("finish_reason") == "tool_calls":
                 choice["finish_reason"] = "stop"
             if on("choice-index-one") and len(body["choices"]) == 1:
                 choice["index"] = 1
@@ -334,12 +413,13 @@ class FaultHooks:
         return [data]
 
     # --- hook 3: chunk dicts ------------------------------------------------------------
-    def items(self, items: Iterator[Item], plan: Plan) -> Iterator[Item]:
+    def items(self, items: Iterator[Item], plan: Plan,
+              request: dict[str, Any] | None = None) -> Iterator[Item]:
         if not self.item_faults:
             return items
-        return self._items(items, plan)
+        return self._items(items, plan, _named_tool_choice(request))
 
-    def _items(self, items: Iterator[Item], plan: Plan) -> Iterator[Item]:
+    def _items(self, items: Iterator[Item], plan: Plan, named: bool = False) -> Iterator[Item]:
         on = self.names.__contains__
         chunk_index = 0
         tokens = 0
@@ -347,6 +427,8 @@ class FaultHooks:
         held: Item | None = None  # usage-merged: the last finish chunk waits for the usage chunk
         last_chunk: Item | None = None
         after = AFTER_TOKENS
+        if on("n-sequential"):
+            items = self._sequential(items)
         for item in items:
             if item.kind == CHUNK and item.body is not None:
                 body = item.body
@@ -357,6 +439,8 @@ class FaultHooks:
                 if choices == []:
                     if on("usage-missing"):
                         continue
+                    if isinstance(body.get("usage"), dict):
+                        self._usage(body["usage"], streamed=True)
                     if on("usage-wrong-total"):
                         body["usage"]["total_tokens"] += 7
                     if on("usage-merged") and held is not None and held.body is not None:
@@ -367,11 +451,17 @@ class FaultHooks:
                 finishing = False
                 for choice in choices or []:
                     finishing = self._choice(choice, seen_role, len(plan.choices)) or finishing
+                    if (on("tool-named-finish-stop") and named
+                            and choice.get("finish_reason") == "tool_calls"):
+                        choice["finish_reason"] = "stop"
                 if on("unknown-fields"):
                     body["x_chatprobe_extra"] = {"note": "unknown field"}
                     for choice in choices or []:
                         choice["x_chatprobe_extra"] = 1
                 if finishing and on("no-finish-reason"):
+                    continue
+                if (finishing and on("n-unfinished-choice")
+                        and all(c.get("index", 0) > 0 for c in choices or [])):
                     continue
                 if on("tool-arguments-object") and not self._arguments_object(body, plan):
                     continue
@@ -437,6 +527,36 @@ class FaultHooks:
                                   "session_id": plan.session_id, "choices": [],
                                   "usage": plan.usage()}, False)
 
+    def _usage(self, usage: dict[str, Any], *, streamed: bool) -> None:
+        """The usage faults, on a stream's usage chunk or a non-stream body's usage."""
+        on = self.names.__contains__
+        if on("usage-length-undercount") and usage["completion_tokens"] > 0:
+            usage["completion_tokens"] -= 1
+            usage["total_tokens"] -= 1
+        if on("usage-prompt-zero"):
+            usage["total_tokens"] -= usage["prompt_tokens"]
+            usage["prompt_tokens"] = 0
+        if streamed and on("usage-stream-differs"):
+            usage["prompt_tokens"] += 3
+            usage["total_tokens"] += 3
+
+    @staticmethod
+    def _sequential(items: Iterator[Item]) -> Iterator[Item]:
+        """n-sequential: choice 0's chunks as they come, then each other choice's, in index order,
+        before the first item that belongs to no choice (usage chunk, terminator)."""
+        later: dict[int, list[Item]] = {}
+        for item in items:
+            if item.kind == CHUNK and item.choice > 0:
+                later.setdefault(item.choice, []).append(item)
+                continue
+            if later and not (item.kind == CHUNK and item.choice == 0):
+                for index in sorted(later):
+                    yield from later[index]
+                later.clear()
+            yield item
+        for index in sorted(later):
+            yield from later[index]
+
     @staticmethod
     def _arguments_object(body: dict[str, Any], plan: Plan) -> bool:
         """Whole arguments object in a call's first delta; False drops a later piece."""
@@ -469,7 +589,7 @@ class FaultHooks:
         index = choice.get("index", 0)
         if index not in seen_role and delta:
             seen_role.add(index)
-            if on("missing-role"):
+            if on("missing-role") or (on("n-role-once") and index > 0):
                 delta.pop("role", None)
         finishing = choice.get("finish_reason") is not None
         if finishing:

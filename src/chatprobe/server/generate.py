@@ -131,6 +131,9 @@ class Quirks:
     ignore_max_tokens: bool = False
     ignore_tool_choice: bool = False
     ignore_response_format: bool = False
+    length_as_stop: bool = False  # an answer the cap cut says finish_reason stop
+    stop_cut_early: bool = False  # a stop sequence also drops the word before it
+    strip_before_stop: bool = False  # legal: trailing whitespace before a stop sequence dropped
 
 
 # The fields that choose the text; the rest (stream, max_tokens, stop, n...) only shape
@@ -209,6 +212,25 @@ def _cut_at_stop(tokens: list[str], stops: list[str], include: bool) -> list[str
         if end > consumed:
             kept.append(token[: end - consumed])
         break
+    return kept
+
+
+def _after_stop(kept: list[str], quirks: Quirks) -> list[str]:
+    """The stop quirks: ``stop_cut_early`` drops the last word before the stop sequence too;
+    ``strip_before_stop`` drops the whitespace in front of it (legal: the same text up to
+    whitespace)."""
+    if quirks.stop_cut_early:
+        kept = list(kept)
+        while kept and not kept[-1].strip():
+            kept.pop()
+        if kept:
+            kept.pop()
+    if quirks.strip_before_stop:
+        kept = list(kept)
+        while kept and not kept[-1].strip():
+            kept.pop()
+        if kept:
+            kept[-1] = kept[-1].rstrip()
     return kept
 
 
@@ -374,11 +396,11 @@ def make_plan(
             if isinstance(max_tokens, int) and (
                 len(natural) >= max_tokens or body.get("ignore_eos") is True
             ):
-                tokens, finish = natural[:max_tokens], "length"
+                tokens, finish = natural[:max_tokens], "stop" if quirks.length_as_stop else "length"
             if stops and json_text is None:
                 cut = _cut_at_stop(tokens, stops, quirks.include_stop)
                 if cut is not None:
-                    tokens, finish = cut, "stop"
+                    tokens, finish = _after_stop(cut, quirks), "stop"
         logprobs = _logprobs(crng, tokens, top) if want_logprobs else None
         choices.append(ChoicePlan(index, tokens, tool_calls, finish, logprobs, message_id))
     options = body.get("stream_options")

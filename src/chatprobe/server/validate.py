@@ -4,7 +4,8 @@ Every rejection is a :class:`RequestError` with a ``kind``: ``range`` (a
 number outside its documented range — the faults ``out-of-range-accepted``
 and ``out-of-range-500`` act on exactly these), ``type``, ``missing``,
 ``syntax`` (malformed JSON), ``media`` (wrong Content-Type, 415), ``auth``
-(401) and ``path`` (404).
+(401), ``path`` (404), ``model`` (404: a model the server does not serve) and
+``query`` (a query parameter's value, e.g. Elastic's ``timeout``).
 
 Envelopes:
 
@@ -102,9 +103,10 @@ def _messages(body: dict[str, Any], roles: frozenset[str]) -> None:
         calls_tools = role == "assistant" and bool(message.get("tool_calls"))
         if content is None and not calls_tools and (role != "assistant" or "content" not in message):
             raise RequestError(400, f"'{param}.content' is required", f"{param}.content", "missing")
-        if role == "tool" and not isinstance(message.get("tool_call_id"), str):
-            raise RequestError(400, f"'{param}.tool_call_id' is required for a tool message",
-                               f"{param}.tool_call_id", "missing")
+        # seed 004: tool_call_id "Required: No" (specs/ERRATA.md E11): only its type is checked.
+        if "tool_call_id" in message and not isinstance(message["tool_call_id"], str):
+            raise RequestError(400, f"'{param}.tool_call_id' must be a string",
+                               f"{param}.tool_call_id", "type")
 
 
 def _tools(body: dict[str, Any]) -> set[str]:
@@ -226,7 +228,19 @@ def validate_chat(body: Any, dialect: str) -> None:
             value = body.get(name)
             if value is not None and not (isinstance(value, str) and _UUID.match(value)):
                 raise RequestError(400, f"'{name}' must be a uuid", name, "invalid_value")
+        _typed(body, "max_ttft_ms", int, "an integer")
         _range(body, "max_ttft_ms", 0, 2**63 - 1)
+        _typed(body, "ab_campaign", str, "a string")
+        for name in ("labels", "metadata"):
+            value = body.get(name)
+            if value is not None and not (isinstance(value, dict) and all(isinstance(v, str) for v in value.values())):
+                raise RequestError(400, f"'{name}' must map strings to strings", name, "type")
+        _typed(body, "system_prompt_args", dict, "an object")
+        tags = body.get("tags")
+        if tags is not None and not (isinstance(tags, list) and all(isinstance(t, str) for t in tags)):
+            raise RequestError(400, "'tags' must be an array of strings", "tags", "type")
+        _typed(body, "use_tools", bool, "a boolean")
+        _typed(body, "store", bool, "a boolean")
         tools = body.get("tools")
         if tools is not None and not (isinstance(tools, list) and all(
                 isinstance(t, dict) and isinstance(t.get("id"), str) for t in tools)):
@@ -251,22 +265,26 @@ def validate_completion(body: Any) -> None:
         raise RequestError(400, "[task_settings] must be an object", "task_settings", "type")
 
 
-def validate_timeout(value: str | None) -> None:
-    """Elastic's ``timeout`` query parameter: a duration (30s, 2m, 500ms), -1 or 0."""
-    if value is not None and not _DURATION.match(value):
+def validate_timeout(value: str | None, *, durations_only: bool = False) -> None:
+    """Elastic's ``timeout`` query parameter: a duration (30s, 2m, 500ms), -1 or 0.
+    ``durations_only`` (the timeout-minus-one-rejected fault) also refuses -1 and 0, as
+    Elastic's generated OpenAPI schema does (ERRATA E2)."""
+    if value is not None and (not _DURATION.match(value) or (durations_only and value in ("-1", "0"))):
         raise RequestError(400, f"failed to parse setting [timeout] with value [{value}] as a time value",
-                           "timeout", "type")
+                           "timeout", "query")
 
 
-_ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 404: "not_found_error",
+_ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
+                404: "not_found_error",
                 415: "invalid_request_error", 500: "server_error", 503: "server_overloaded"}
-_ES_TYPES = {400: "status_exception", 401: "security_exception", 404: "resource_not_found_exception",
+_ES_TYPES = {400: "status_exception", 401: "security_exception", 403: "security_exception",
+             404: "resource_not_found_exception",
              415: "media_type_header_exception", 500: "exception",
              503: "es_rejected_execution_exception"}
 
 
 def error_body(dialect: str, error: RequestError) -> dict[str, Any]:
-    if dialect == "elastic-completion" or (dialect == "elastic-chat" and error.kind == "auth"):
+    if dialect == "elastic-completion" or (dialect == "elastic-chat" and error.kind in ("auth", "model")):
         es_type = _ES_TYPES.get(error.status, "exception")
         cause = {"type": es_type, "reason": error.message}
         return {"error": {"root_cause": [cause], **cause}, "status": error.status}
