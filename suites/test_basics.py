@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import pytest
+
 from chatprobe.checks import choices_of
 from chatprobe.conformance import CheckRecord, Target
 from chatprobe.dialects import RequestSpec
 from chatprobe.findings import error
 
 
+@pytest.mark.feature("non_stream")
 def test_non_stream_response(chatprobe_target: Target, chatprobe_check: CheckRecord) -> None:
     chatprobe_target.require("non_stream")
     spec = chatprobe_target.chat("Say hello in five words.", stream=False, max_tokens=32)
-    _, outcome = chatprobe_check.send(spec, feature="non_stream")
+    _, outcome = chatprobe_check.send(spec)
     if outcome.ok and not any(c.text for c in choices_of(outcome)):
         chatprobe_check.add([error("response.schema", "the response carries no choice with text")])
 

@@ -13,5 +13,5 @@ from chatprobe.conformance import CheckRecord, Target
 def test_logprobs(chatprobe_target: Target, chatprobe_check: CheckRecord, stream: bool) -> None:
     chatprobe_target.require("logprobs", *(() if stream else ("non_stream",)))
     spec = chatprobe_target.chat("Say hello.", stream=stream, max_tokens=8, logprobs=True, top_logprobs=2)
-    _, outcome = chatprobe_check.send(spec, feature="logprobs")
+    _, outcome = chatprobe_check.send(spec)
     chatprobe_check.add(logprobs_findings(outcome, spec.body))

@@ -101,4 +101,4 @@ def test_n_choices(chatprobe_target: Target, chatprobe_check: CheckRecord, strea
 def test_sampling_in_range_accepted(chatprobe_target: Target, chatprobe_check: CheckRecord, params: dict[str, float]) -> None:
     chatprobe_target.require(*params)
     spec = chatprobe_target.chat("Say hi.", max_tokens=8, **params)
-    chatprobe_check.send(spec, feature=next(iter(params)))
+    chatprobe_check.send(spec)

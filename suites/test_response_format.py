@@ -31,7 +31,7 @@ def test_response_format(chatprobe_target: Target, chatprobe_check: CheckRecord,
         response_format=FORMATS[kind],
         max_tokens=FORMAT_CAP,
     )
-    _, outcome = chatprobe_check.send(spec, feature="response_format")
+    _, outcome = chatprobe_check.send(spec)
     chatprobe_check.add(response_format_findings(outcome, spec.body))
     choices = choices_of(outcome)
     if outcome.ok and choices and all(cut_json(c) for c in choices):
