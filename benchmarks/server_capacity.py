@@ -198,7 +198,7 @@ def main() -> None:
             r = run(open_streams(url, child.pid, streams, 1.0, window))
             row(f"{streams} streams @ 1 ms (1 event/write)", r, truth_itl(url, "s"))
     for streams in (1000, 2000):
-        with spawn_server_process(cpu=SERVER_CPU, itl_ms=50) as (url, child):
+        with spawn_server_process(cpu=SERVER_CPU, itl_ms=50, max_concurrent_streams=streams + 64) as (url, child):
             r = run(open_streams(url, child.pid, streams, 50.0, window))
             row(f"{streams} streams @ 50 ms", r, truth_itl(url, "s"))
     print(header)

@@ -29,6 +29,7 @@ gevent (``client: httpx`` in the settings selects that one).
 from __future__ import annotations
 
 import _socket
+import base64
 import contextlib
 import gc
 import itertools
@@ -41,7 +42,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import gevent
 import gevent.event
@@ -56,8 +57,10 @@ from locust import LoadTestShape, User, events, task
 from locust.env import Environment
 from locust.runners import MasterRunner
 
+from chatprobe import redact
 from chatprobe.dialects import auth_headers, place
 from chatprobe.findings import Severity
+from chatprobe.inputs import read_dataset
 from chatprobe.loadplan import SETTINGS_ENV, LoadSettings, rate_at, stage_at
 from chatprobe.metrics import (
     MetricsCollector,
@@ -191,11 +194,16 @@ class _RequestBuilder:
         self.host = url.hostname or "127.0.0.1"
         self.port = url.port or (443 if self.tls else 80)
         self.base_path = url.path.rstrip("/")
-        self.host_header = url.netloc
+        userinfo, _, self.host_header = url.netloc.rpartition("@")  # never userinfo in Host
         key = os.environ.get(s.api_key_env) if s.api_key_env else None
+        redact.add_secret(key, s.api_key_env)
         self.headers = {"Content-Type": "application/json",
                         "Accept": "text/event-stream" if s.stream else "application/json",
                         **auth_headers(self.profile, key)}
+        if userinfo and "Authorization" not in self.headers:  # as httpx does (conform, probe)
+            credential = base64.b64encode(unquote(userinfo).encode()).decode()
+            redact.add_secret(credential, "PASSWORD")
+            self.headers["Authorization"] = f"Basic {credential}"
         model = s.model or ("chatprobe-test" if self.profile.model_in != "none" else None)
         rng = random.Random(s.seed ^ os.getpid())
         self.prepared = [self._prepare(conv, model) for conv in self._conversations(rng)]
@@ -204,17 +212,8 @@ class _RequestBuilder:
     def _conversations(self, rng: random.Random) -> Iterator[list[dict[str, Any]]]:
         s = self.settings
         if s.dataset:
-            with open(s.dataset, encoding="utf-8") as f:
-                for n, line in enumerate(f):
-                    if n >= 10_000:
-                        break
-                    if not line.strip():
-                        continue
-                    item = orjson.loads(line)
-                    if isinstance(item, dict) and isinstance(item.get("messages"), list):
-                        yield item["messages"]
-                    elif isinstance(item, dict) and isinstance(item.get("prompt"), str):
-                        yield [{"role": "user", "content": item["prompt"]}]
+            # The one reader of datasets (chatprobe.inputs), the one `chatprobe load` checked it with.
+            yield from read_dataset(s.dataset)
             return
         for _ in range(_PROMPT_POOL):
             # The reference server counts one token per word; real tokenizers differ a little.

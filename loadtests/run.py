@@ -44,6 +44,7 @@ from locust.runners import STATE_STOPPED, STATE_STOPPING, MasterRunner, WorkerRu
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # as `locust -f` would
 import chatprobe_locust as cl
 
+from chatprobe import children, redact
 from chatprobe.loadplan import SETTINGS_ENV, LoadSettings, rate_at, split_host_port, stage_at
 from chatprobe.metrics import (
     RequestRecord,
@@ -167,12 +168,9 @@ def run_main(s: LoadSettings) -> int:
         )
         local = s.processes
         for _ in range(local):
-            workers.append(
-                subprocess.Popen(
-                    [sys.executable, __file__, "--worker", "--master-port", str(port)],
-                    env=dict(os.environ),
-                )
-            )
+            # chatprobe.children: each worker dies with this master, however it dies.
+            workers.append(children.spawn([sys.executable, __file__, "--worker", "--master-port", str(port)],
+                                          env=dict(os.environ)))
         expected = local + s.expect_workers
         if s.expect_workers:
             sys.stderr.write(f"chatprobe load: master on {bind_host}:{port} waiting for "
@@ -250,15 +248,10 @@ def _load_point(s: LoadSettings, runner: Any, elapsed: float) -> dict[str, Any]:
 
 
 def _stop_workers(workers: list[subprocess.Popen[bytes]]) -> None:
+    for w in workers:  # all told at once, then each waited for (SIGKILL after 5 s)
+        children.signal_group(w, signal.SIGTERM)
     for w in workers:
-        if w.poll() is None:
-            w.terminate()
-    for w in workers:
-        try:
-            w.wait(5)
-        except subprocess.TimeoutExpired:
-            w.kill()
-            w.wait(5)
+        children.stop(w, 5.0)
 
 
 def _in_window(p: dict[str, Any], window: tuple[int, int]) -> list[float]:
@@ -334,8 +327,8 @@ def _write_outputs(
     out_dir.mkdir(parents=True, exist_ok=True)
     records: list[RequestRecord] = sorted(cl.state.collector.records, key=lambda r: r.t_sent_ns)
     with open(out_dir / "records.jsonl", "wb") as f:
-        for r in records:
-            f.write(json.dumps(r.to_json(), separators=(",", ":")).encode() + b"\n")
+        for r in records:  # a record's error text may quote a server that echoed the key
+            f.write(redact.scrub(json.dumps(r.to_json(), separators=(",", ":"))).encode() + b"\n")
     window_start = min(t0_ns + int(s.warmup_s * 1e9), t_stop_ns)
     window = (window_start, t_stop_ns)
     slos = parse_slos(s.slos)
@@ -385,7 +378,7 @@ def _write_outputs(
         "protocol_findings": dict(sorted(findings.items())),
     }
     tmp = out_dir / "summary.json.tmp"
-    tmp.write_text(json.dumps(doc, indent=2), encoding="utf-8")
+    tmp.write_text(redact.scrub(json.dumps(doc, indent=2)), encoding="utf-8")
     tmp.replace(out_dir / "summary.json")
     if interrupted:
         return 130
@@ -404,9 +397,14 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     s = LoadSettings.loads(raw)
     cl.state.settings = s
-    if args.worker:
-        return run_worker(s, args.master_host, args.master_port)
-    return run_main(s)
+    # chatprobe.redact: this process knows the run's secrets too, and scrubs what it writes.
+    redact.add_url(s.target)
+    if s.api_key_env:
+        redact.add_secret(os.environ.get(s.api_key_env), s.api_key_env)
+    with redact.console():
+        if args.worker:
+            return run_worker(s, args.master_host, args.master_port)
+        return run_main(s)
 
 
 if __name__ == "__main__":

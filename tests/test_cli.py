@@ -84,7 +84,7 @@ def test_api_keys_never_reach_the_output(monkeypatch: pytest.MonkeyPatch, capsys
     out = capsys.readouterr()
     assert "usage.not_separate" in out.out
     assert secret not in out.out + out.err
-    assert "$API_KEY" in out.out  # the reproducer refers to the key instead
+    assert "${CHATPROBE_TEST_KEY}" in out.out  # the reproducer refers to the key's variable instead
 
 
 def test_probe_without_target_starts_the_embedded_server() -> None:

@@ -34,7 +34,7 @@ from urllib.parse import urlsplit
 import jsonschema
 import yaml
 
-from chatprobe import __version__
+from chatprobe import __version__, children, inputs
 from chatprobe.errors import ChatprobeError, UsageError
 from chatprobe.paths import specs_dir
 
@@ -50,6 +50,8 @@ AREA_ORDER = (
 # Extra headers reach the child conform run through the plugin's environment setting
 # (not its command line, where a secret header value would show in `ps`).
 HEADERS_ENV = "CHATPROBE_HEADERS"
+# ...and the target URL through an environment variable (`--target-env`): it may carry a password.
+TARGET_ENV = "CHATPROBE_AUDIT_TARGET"
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 # The features of the matrix, in its column order (a profile's `features` names). Which checks
@@ -270,21 +272,9 @@ def _duplicate_keys(node: yaml.Node, path: list[str | int]) -> Iterable[tuple[ya
 def load_targets(path: Path, environ: Mapping[str, str] | None = None) -> list[TargetSpec]:
     """The targets of ``path``; raises :class:`UsageError` with one ``FILE:LINE: where: what`` line per mistake."""
     env = os.environ if environ is None else environ
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise UsageError(f"{path}: no such file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError(f"{path}: unreadable: {exc}") from None
-    try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark is not None else 1
-        raise UsageError(f"{path}:{line}: not valid YAML: {exc.problem or exc.context}") from None
-    except yaml.YAMLError as exc:
-        raise UsageError(f"{path}: not valid YAML: {exc}") from None
+    # chatprobe.inputs: a regular file of at most 1 MiB, no alias bomb, no recursion, no duplicate key.
+    document = inputs.load_yaml(path, "targets file")
+    root, data = document.root, document.data
     if root is None:
         raise UsageError(f"{path}:1: empty file (expected a `targets:` list)")
 
@@ -328,14 +318,34 @@ def _build_targets(
                 load_profile(Path(profile))
             except ChatprobeError as exc:
                 blame(_node_at(root, [*at, "profile"]), str(exc), [*at, "profile"])
+        try:
+            inputs.parse_url(item["url"], "url")
+        except UsageError as exc:
+            blame(_node_at(root, [*at, "url"]), str(exc).removeprefix("url: ").removeprefix("url "), [*at, "url"])
+        if item.get("model") is not None:
+            try:
+                inputs.check_model(item["model"])
+            except UsageError as exc:
+                blame(_node_at(root, [*at, "model"]), str(exc).removeprefix("model: "), [*at, "model"])
         key_env = item.get("api_key_env")
         if key_env is not None and not env.get(key_env):
             blame(_node_at(root, [*at, "api_key_env"]), f"environment variable {key_env} is not set or empty", [*at, "api_key_env"])
+        elif key_env is not None:
+            try:
+                inputs.check_secret_value(key_env, env[key_env])
+            except UsageError as exc:
+                blame(_node_at(root, [*at, "api_key_env"]), str(exc), [*at, "api_key_env"])
         for header, value in item.get("headers", {}).items():
-            for var in _ENV_REF.findall(value):
-                if not env.get(var):
-                    where = [*at, "headers", header]
-                    blame(_node_at(root, where), f"environment variable {var} is not set or empty", where)
+            where = [*at, "headers", header]
+            unset = [var for var in _ENV_REF.findall(value) if not env.get(var)]
+            for var in unset:
+                blame(_node_at(root, where), f"environment variable {var} is not set or empty", where)
+            if not unset:  # no CR, LF or NUL in the value, ${VAR} expanded (the value is never shown)
+                try:
+                    inputs.check_header_value(header, _ENV_REF.sub(lambda m: env[m.group(1)], value))
+                except UsageError as exc:
+                    blame(_node_at(root, where), str(exc), where)
+        _register_secrets(item, env)
         spec = TargetSpec(
             name=item["name"], url=item["url"].rstrip("/"), line=entry.start_mark.line + 1,
             dialect=item.get("dialect"), profile=profile, model=item.get("model"),
@@ -347,6 +357,21 @@ def _build_targets(
         names[spec.slug] = spec.name
         targets.append(spec)
     return targets
+
+
+def _register_secrets(item: Mapping[str, Any], env: Mapping[str, str]) -> None:
+    """A target's secrets (chatprobe.redact): its URL's password and key-like query values, its
+    key, its headers' ${VAR} values and its credential-named headers' values."""
+    from chatprobe import redact
+
+    redact.add_url(item["url"])
+    key_env = item.get("api_key_env")
+    if key_env:
+        redact.add_secret(env.get(key_env), key_env)
+    for header, value in item.get("headers", {}).items():
+        for var in _ENV_REF.findall(value):
+            redact.add_secret(env.get(var), var)
+        redact.add_header(header, _ENV_REF.sub(lambda m: env.get(m.group(1), ""), value))
 
 
 # --------------------------------------------------------------------------- running
@@ -377,7 +402,7 @@ class TargetRun:
 
 
 def _target_argv(spec: TargetSpec) -> list[str]:
-    argv = ["--target", spec.url]
+    argv = ["--target-env", TARGET_ENV]  # the URL in the child's environment, not in `ps`
     argv += ["--profile", spec.profile] if spec.profile else ["--dialect", spec.dialect or "openai"]
     if spec.model:
         argv += ["--model", spec.model]
@@ -387,10 +412,8 @@ def _target_argv(spec: TargetSpec) -> list[str]:
 
 
 def _child_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
-    env = dict(os.environ)
     # Children import chatprobe from where this process did (a checkout needs PYTHONPATH).
-    source_root = str(Path(__file__).resolve().parent.parent)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (source_root, env.get("PYTHONPATH")) if p)
+    env = children.python_env()
     env.pop(HEADERS_ENV, None)
     env.update(extra or {})
     return env
@@ -412,11 +435,12 @@ def run_target(spec: TargetSpec, settings: AuditSettings) -> TargetRun:
         sys.executable, "-m", "chatprobe", "conform", *_target_argv(spec), "--report-dir", str(out_dir),
         "--timeout", str(settings.timeout_s), "--hypothesis-profile", settings.hypothesis_profile, "--quiet",
     ]  # fmt: skip
-    headers = spec.expanded_headers()
-    env = _child_env({HEADERS_ENV: json.dumps(headers)} if headers else None)
+    # The headers as written: the child takes each ${VAR} from its environment (a secret there too).
+    headers = dict(spec.headers)
+    env = _child_env({TARGET_ENV: spec.url, **({HEADERS_ENV: json.dumps(headers)} if headers else {})})
     started = time.monotonic()
     try:
-        done = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=settings.target_timeout_s, check=False)
+        done = children.run(argv, env=env, timeout_s=settings.target_timeout_s)
     except subprocess.TimeoutExpired:
         return TargetRun(spec, "error", f"no result within {settings.target_timeout_s:g} s", duration_s=time.monotonic() - started)
     duration = time.monotonic() - started
@@ -439,10 +463,7 @@ def load_probe(spec: TargetSpec, settings: AuditSettings) -> dict[str, Any]:
     ]  # fmt: skip
     started = time.monotonic()
     try:
-        done = subprocess.run(
-            argv, capture_output=True, text=True, env=_child_env(), check=False,
-            timeout=settings.load_duration_s + 120.0,
-        )  # fmt: skip
+        done = children.run(argv, env=_child_env({TARGET_ENV: spec.url}), timeout_s=settings.load_duration_s + 120.0)
     except subprocess.TimeoutExpired:
         return {"error": "the load probe did not finish in time"}
     summary_path = out_dir / "summary.json"
@@ -498,13 +519,26 @@ def run_targets(
                 progress(result)
 
     with ThreadPoolExecutor(max_workers=max(1, min(settings.workers, len(groups)))) as pool:
-        for future in [pool.submit(run_group, g) for g in groups.values()]:
-            future.result()
-    runs = [results[spec.name] for spec in targets]
+        try:
+            for future in [pool.submit(run_group, g) for g in groups.values()]:
+                future.result()
+        except KeyboardInterrupt:
+            # SIGINT / SIGTERM (chatprobe.children): the child runs were told to stop and
+            # write what they had; the threads end with them, and no new run starts.
+            pass
+    runs = [results.get(spec.name) or TargetRun(spec, "error", "interrupted") for spec in targets]
+    if children.interrupted():
+        for run in runs:
+            if run.status != "ok":
+                run.status, run.reason = "error", "interrupted"
+        return runs
     if settings.load_probe:
         for run in runs:
             if run.status == "ok":
-                run.load = load_probe(run.spec, settings)
+                try:
+                    run.load = load_probe(run.spec, settings)
+                except KeyboardInterrupt:
+                    break
     return runs
 
 
@@ -676,12 +710,9 @@ _RANK = {"pass": 0, "warn": 1, "unsupported": 2, "fail": 3}
 
 def load_baseline(directory: Path) -> dict[str, Any]:
     path = directory / AUDIT_FILE if directory.is_dir() else directory
-    try:
-        document: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UsageError(f"--baseline: {path}: no such file (expected an earlier audit's {AUDIT_FILE})") from None
-    except (OSError, ValueError) as exc:
-        raise UsageError(f"--baseline: {path}: unreadable: {exc}") from None
+    if not path.exists():
+        raise UsageError(f"--baseline: {path}: no such file (expected an earlier audit's {AUDIT_FILE})")
+    document: dict[str, Any] = inputs.load_json(path, "--baseline", inputs.MAX_RUN_JSON_BYTES)
     if not isinstance(document, dict) or document.get("format") != AUDIT_FORMAT:
         raise UsageError(f"--baseline: {path}: not a chatprobe audit.json ({AUDIT_FORMAT})")
     return document

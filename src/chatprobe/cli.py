@@ -14,7 +14,7 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
-from chatprobe import __version__
+from chatprobe import __version__, redact
 from chatprobe.errors import ChatprobeError
 
 # (subcommand, module under chatprobe.commands, one-line help)
@@ -29,6 +29,12 @@ COMMANDS: list[tuple[str, str, str]] = [
     ("audit", "audit", "audit several targets: a feature x target compatibility matrix (HTML, Markdown, JSON)"),
     ("report", "report", "re-render a run's JSON (conform, load, sweep, audit): HTML, JUnit XML, Markdown, CSV"),
 ]
+
+
+# Exit codes shared by every command: 0 ok, 1 a finding / an SLO missed (per command),
+# 2 the user's mistake (one line), 130 interrupted, 3 an internal error (a bug of chatprobe's).
+USAGE_ERROR = 2
+INTERNAL_ERROR = 3
 
 
 class _Parser(argparse.ArgumentParser):
@@ -52,10 +58,29 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # chatprobe.redact: no secret of the run reaches stdout or stderr (argparse's errors included);
+    # the secrets this run registered are forgotten when it ends.
+    with redact.console():
+        try:
+            return _main(argv)
+        finally:
+            redact.reset()
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
     try:
-        code: int = args._module.run(args)
+        args = parser.parse_args(argv)
+    except SystemExit as exc:
+        if exc.code == USAGE_ERROR:  # _Parser.error has printed its one line: a return, like run()'s
+            return USAGE_ERROR
+        raise  # --help, --version
+    from chatprobe import children
+
+    try:
+        # SIGTERM / SIGHUP interrupt like Ctrl-C: children stopped, what was measured written, 130.
+        with children.signal_handlers():
+            code: int = args._module.run(args)
     except ChatprobeError as exc:
         print(f"chatprobe {args.command}: error: {exc}", file=sys.stderr)
         return 2
@@ -67,6 +92,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Point stdout at devnull so the interpreter's final flush stays quiet.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except Exception as exc:  # not the user's mistake (those are UsageError): a bug of ours
+        if os.environ.get("CHATPROBE_DEBUG"):
+            raise
+        detail = " ".join(str(exc).split())[:300]
+        print(
+            f"chatprobe {args.command}: internal error: {type(exc).__name__}{': ' + detail if detail else ''}"
+            " (a bug in chatprobe; CHATPROBE_DEBUG=1 shows the traceback)",
+            file=sys.stderr,
+        )
+        return INTERNAL_ERROR
     return code
 
 

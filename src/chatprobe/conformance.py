@@ -25,7 +25,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from chatprobe import __version__
+from chatprobe import __version__, redact
 from chatprobe.breaker import (
     DEFAULT_MAX_DURATION_S,
     NO_ANSWER_RULES,
@@ -388,7 +388,7 @@ class CheckRecord:
                 ex = self.exchanges[index]
                 lines.append(f"    HTTP {ex.status} from {ex.method} {ex.url}")
                 lines.append(f"    reproduce: {ex.curl()}")
-        return "\n".join(lines)
+        return redact.scrub("\n".join(lines))
 
     def to_json(self, nodeid: str, area: str, duration_s: float) -> dict[str, Any]:
         verdict = self.verdict or self.conclude()
@@ -447,9 +447,11 @@ def findings_document(
     duration_s: float,
     hypothesis_profile: str | None,
     complete: bool = True,
+    interrupted: bool = False,
 ) -> dict[str, Any]:
     """The findings.json document; ``complete=False`` while the run is still going (written
-    after every check, so a run killed from outside leaves what it had found)."""
+    after every check, so a run killed from outside leaves what it had found); ``interrupted``:
+    the run was stopped (SIGINT / SIGTERM) and this is what it had found (exit code 130)."""
     from chatprobe import rootcause
 
     summary = summarize(checks)
@@ -484,11 +486,11 @@ def findings_document(
             "duration_s": round(duration_s, 3),
             "hypothesis_profile": hypothesis_profile,
         },
-        "state": "complete" if complete else "running",
+        "state": "interrupted" if interrupted else "complete" if complete else "running",
         "summary": summary,
         # A run that left checks unrun (the target stopped answering, or the run deadline) cannot
         # pass: what it did not check is not known to conform.
-        "exit_code": 1 if summary["fail"] or summary.get("not-run") else 0,
+        "exit_code": 130 if interrupted else 1 if summary["fail"] or summary.get("not-run") else 0,
         "root_causes": causes,
         "notes": notes,
         "checks": checks,

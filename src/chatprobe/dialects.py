@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from chatprobe import redact
 from chatprobe.specs import Profile, load_profile
 
 Body = dict[str, Any]
@@ -101,6 +102,10 @@ def simple_request(
 
 
 def auth_headers(profile: Profile, api_key: str | None) -> dict[str, str]:
+    """The profile's auth header carrying ``api_key``; its name and the key are registered as
+    secrets (:mod:`chatprobe.redact`), whatever the profile calls the header."""
+    redact.add_secret_header(profile.auth.header)
     if not api_key:
         return {}
+    redact.add_secret(api_key)
     return {profile.auth.header: profile.auth.header_value(api_key)}

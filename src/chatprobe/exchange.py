@@ -11,20 +11,15 @@ or the CLI.
 from __future__ import annotations
 
 import json
-import shlex
 from dataclasses import dataclass, field
 from typing import Any
 
+from chatprobe import redact
 from chatprobe.findings import Finding
+from chatprobe.redact import REDACTED, redact_headers
 from chatprobe.sse import Event
 
-# Header names whose values never leave the process (reports, logs, reproducers).
-SECRET_HEADERS = frozenset({"authorization", "x-api-key", "api-key", "proxy-authorization", "cookie"})
-REDACTED = "<redacted>"
-
-
-def redact_headers(headers: dict[str, str]) -> dict[str, str]:
-    return {k: (REDACTED if k.lower() in SECRET_HEADERS else v) for k, v in headers.items()}
+__all__ = ["REDACTED", "Exchange", "redact_headers"]  # the rule itself lives in chatprobe.redact
 
 
 @dataclass(slots=True)
@@ -80,21 +75,8 @@ class Exchange:
 
     # ---- reporting --------------------------------------------------------------
     def curl(self) -> str:
-        """A reproducer with secrets replaced by environment-variable references."""
-        parts = ["curl", "-sS"]
-        if self.stream:
-            parts.append("-N")
-        parts += ["-X", self.method, self.url]
-        for key, value in self.request_headers.items():
-            if key.lower() in SECRET_HEADERS:
-                scheme = value.split(" ", 1)[0] + " " if " " in value else ""
-                parts += ["-H", f"{key}: {scheme}$API_KEY"]
-            else:
-                parts += ["-H", f"{key}: {value}"]
-        if self.request_body:
-            parts += ["--data-binary", self.request_body.decode("utf-8", "replace")]
-        # $API_KEY must stay expandable: quote everything except that reference.
-        return " ".join(_quote_keep_env(p) for p in parts)
+        """A reproducer with each secret written as a reference to its environment variable."""
+        return redact.curl(self.method, self.url, self.request_headers, self.request_body, stream=self.stream)
 
     def to_json(self, body_limit: int = 4096) -> dict[str, Any]:
         body_text = self.body[:body_limit].decode("utf-8", "replace")
@@ -102,7 +84,7 @@ class Exchange:
             "dialect": self.dialect,
             "request": {
                 "method": self.method,
-                "url": self.url,
+                "url": redact.redact_url(self.url),
                 "headers": redact_headers(self.request_headers),
                 "body": self.request_json
                 if self.request_json is not None
@@ -123,16 +105,3 @@ class Exchange:
             "reproducer": self.curl(),
         }
 
-
-def _quote_keep_env(part: str) -> str:
-    if "$API_KEY" not in part:
-        return shlex.quote(part)
-    before, after = part.split("$API_KEY", 1)
-    return f'"{_dq(before)}$API_KEY{_dq(after)}"'
-
-
-def _dq(text: str) -> str:
-    """Escape text for the inside of a double-quoted shell word."""
-    for ch in ("\\", '"', "$", "`"):
-        text = text.replace(ch, "\\" + ch)
-    return text

@@ -23,29 +23,36 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Literal
 
 import jsonschema
-import yaml
 
+from chatprobe import inputs
 from chatprobe.errors import UsageError
+from chatprobe.inputs import check_number
 from chatprobe.paths import specs_dir
 
 __all__ = [
     "SETTINGS_ENV",
+    "TARGET_ENV",
     "LoadSettings",
     "Mode",
+    "Plan",
     "Stage",
     "load_plan",
     "rate_at",
+    "read_plan",
     "stage_at",
     "with_plan",
 ]
 
 SETTINGS_ENV = "CHATPROBE_LOAD_SETTINGS"  # JSON of LoadSettings, or "@/path/to/settings.json"
+# The target URL as given (it may carry a password or a key): the settings file holds it redacted.
+TARGET_ENV = "CHATPROBE_LOAD_TARGET"
 
 Mode = Literal["closed", "constant", "poisson"]
 _MODES: tuple[str, ...] = ("closed", "constant", "poisson")
@@ -61,6 +68,16 @@ class Stage:
 
     def to_json(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if v is not None}
+
+    def validate(self, where: str) -> None:
+        check_number(f"{where}: duration", self.duration_s, 0, inputs.MAX_DURATION_S, lo_open=True)
+        if self.users is not None:
+            check_number(f"{where}: users", self.users, 1, inputs.MAX_USERS, integer=True)
+        if self.spawn_rate is not None:
+            check_number(f"{where}: spawn_rate", self.spawn_rate, 0, inputs.MAX_RATE, lo_open=True)
+        for name, value in (("rate", self.rate), ("rate_end", self.rate_end)):
+            if value is not None:
+                check_number(f"{where}: {name}", value, 0, inputs.MAX_RATE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,34 +120,44 @@ class LoadSettings:
 
     def validate(self) -> LoadSettings:
         """Raise UsageError (one line) for impossible settings; return self."""
-        if not self.target.startswith(("http://", "https://")):
-            raise UsageError(f"target must be an http(s) URL, got {self.target!r}")
+        inputs.parse_url(self.target, "target")
+        if self.model is not None:
+            inputs.check_model(self.model)
         if self.mode not in _MODES:
             raise UsageError(f"unknown load mode {self.mode!r} (one of {', '.join(_MODES)})")
-        _positive("--users", self.users, integer=True)
-        _positive("--duration", self.duration_s)
-        _positive("--max-tokens", self.max_tokens, integer=True)
-        _positive("--prompt-tokens", self.prompt_tokens, integer=True)
-        _positive("--timeout", self.timeout_s)
-        _positive("--read-timeout", self.read_timeout_s)
-        _positive("--max-in-flight", self.max_in_flight, integer=True)
-        _positive("--processes", self.processes, integer=True)
-        if not isinstance(self.expect_workers, int) or self.expect_workers < 0:
-            raise UsageError(f"--expect-workers must be a whole number >= 0, got {self.expect_workers!r}")
+        # The same bounds as the flags (chatprobe.inputs): a plan's values are checked here.
+        check_number("--users", self.users, 1, inputs.MAX_USERS, integer=True)
+        check_number("--duration", self.duration_s, 0, inputs.MAX_DURATION_S, lo_open=True)
+        check_number("--max-tokens", self.max_tokens, 1, inputs.MAX_OUTPUT_TOKENS, integer=True)
+        check_number("--prompt-tokens", self.prompt_tokens, 1, inputs.MAX_PROMPT_TOKENS, integer=True)
+        check_number("--timeout", self.timeout_s, 0, inputs.MAX_TIMEOUT_S, lo_open=True)
+        check_number("--read-timeout", self.read_timeout_s, 0, inputs.MAX_TIMEOUT_S, lo_open=True)
+        check_number("--max-in-flight", self.max_in_flight, 1, inputs.MAX_IN_FLIGHT, integer=True)
+        check_number("--processes", self.processes, 1, inputs.MAX_PROCESSES, integer=True)
+        check_number("--seed", self.seed, 0, inputs.MAX_SEED, integer=True)
+        if self.processes > max_processes():
+            raise UsageError(f"--processes {self.processes} is more than this machine can run: at most "
+                             f"{max_processes()} ({PROCESSES_PER_CPU} per CPU, {os.cpu_count() or 1} CPUs)")
+        check_number("--expect-workers", self.expect_workers, 0, inputs.MAX_REMOTE_WORKERS, integer=True)
         if self.master_bind is not None:
             split_host_port(self.master_bind, "--master-bind")
         if self.stamps not in ("kernel", "user"):
             raise UsageError(f"--stamps must be kernel or user, got {self.stamps!r}")
         if self.spawn_rate is not None:
-            _positive("--spawn-rate", self.spawn_rate)
+            check_number("--spawn-rate", self.spawn_rate, 0, inputs.MAX_RATE, lo_open=True)
+        check_number("--warmup", self.warmup_s, 0, inputs.MAX_DURATION_S)
         if not 0 <= self.warmup_s < self.duration_s:
             raise UsageError("--warmup must be >= 0 and shorter than --duration")
         if self.mode != "closed" and not self.stages:
             if self.rate is None:
                 raise UsageError(f"{self.mode} arrivals need --rate")
-            _positive("--rate", self.rate)
-        if self.dataset is not None and not Path(self.dataset).is_file():
-            raise UsageError(f"dataset {self.dataset!r} is not a readable file")
+            check_number("--rate", self.rate, 0, inputs.MAX_RATE, lo_open=True)
+        if self.rate is not None:
+            check_number("--rate", self.rate, 0, inputs.MAX_RATE)
+        for i, stage in enumerate(self.stages, start=1):
+            stage.validate(f"stage {i}")
+        if self.dataset is not None:
+            inputs.check_regular_file(self.dataset, "dataset")
         return self
 
     @property
@@ -167,16 +194,24 @@ class LoadSettings:
         """From :data:`SETTINGS_ENV`'s value: JSON, or ``@path`` of a JSON file."""
         if text.startswith("@"):
             text = Path(text[1:]).read_text(encoding="utf-8")
-        return cls.from_json(json.loads(text))
+        data = json.loads(text)
+        target = os.environ.get(TARGET_ENV)
+        if target and isinstance(data, dict):
+            data["target"] = target
+        return cls.from_json(data)
+
+
+PROCESSES_PER_CPU = 4  # generator processes per CPU at most: beyond it they only measure each other
+
+
+def max_processes() -> int:
+    """The most generator processes (``--processes``) one machine is asked for."""
+    return PROCESSES_PER_CPU * (os.cpu_count() or 1)
 
 
 def split_host_port(text: str, flag: str) -> tuple[str, int]:
     """``HOST:PORT`` (``[v6]:PORT`` too); UsageError naming ``flag`` otherwise."""
-    host, sep, port = text.rpartition(":")
-    host = host.removeprefix("[").removesuffix("]")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise UsageError(f"{flag} must be HOST:PORT, got {text!r}")
-    return host, int(port)
+    return inputs.parse_host_port(text, flag)
 
 
 def _positive(flag: str, value: float, *, integer: bool = False) -> None:
@@ -211,6 +246,21 @@ def _plan_validator() -> jsonschema.Draft202012Validator:
     return jsonschema.Draft202012Validator(schema)
 
 
+@dataclass(frozen=True)
+class Plan:
+    overrides: dict[str, Any]  # LoadSettings fields
+    stages: tuple[Stage, ...]
+    mode: Mode
+    slos: tuple[str, ...]
+    keys: frozenset[str]  # the keys the file gave
+
+
+def read_plan(path: str | Path) -> Plan:
+    overrides, stages, mode, slos = load_plan(path)
+    keys = frozenset(inputs.load_yaml(path, "plan").data)
+    return Plan(overrides, stages, mode, slos, keys)
+
+
 def load_plan(path: str | Path) -> tuple[dict[str, Any], tuple[Stage, ...], Mode, tuple[str, ...]]:
     """Read a YAML plan: (settings overrides, stages, mode, SLO items).
 
@@ -218,12 +268,8 @@ def load_plan(path: str | Path) -> tuple[dict[str, Any], tuple[Stage, ...], Mode
     becomes a one-line UsageError naming where it is.
     """
     p = Path(path)
-    try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise UsageError(f"cannot read plan {str(p)!r}: {exc.strerror or exc}") from None
-    except yaml.YAMLError as exc:
-        raise UsageError(f"plan {str(p)!r} is not valid YAML: {str(exc).splitlines()[0]}") from None
+    # A regular file of at most 1 MiB, no alias bomb, no duplicate key (chatprobe.inputs).
+    data = inputs.load_yaml(p, "plan").data
     errors = sorted(_plan_validator().iter_errors(data), key=lambda e: list(e.absolute_path))
     if errors:
         err = errors[0]
@@ -231,20 +277,30 @@ def load_plan(path: str | Path) -> tuple[dict[str, Any], tuple[Stage, ...], Mode
         raise UsageError(f"plan {str(p)!r}: at {where}: {err.message}")
     assert isinstance(data, dict)
     stages = tuple(
-        Stage(
+        Stage(  # stages are required by `load`, refused by `sweep` (it sets the load itself)
             duration_s=float(s["duration"]),
             users=s.get("users"),
             spawn_rate=s.get("spawn_rate"),
             rate=s.get("rate"),
             rate_end=s.get("rate_end"),
         )
-        for s in data["stages"]
+        for s in data.get("stages", ())
     )
     closed = [s.users is not None for s in stages]
     if any(closed) and not all(closed):
         raise UsageError(f"plan {str(p)!r}: stages must all set users (closed) or all set rate (open)")
-    mode: Mode = "closed" if all(closed) else data.get("arrivals", "poisson")
+    if stages and all(closed) and "arrivals" in data:
+        raise UsageError(f"plan {str(p)!r}: `arrivals` applies to open-loop stages (rate), not to users")
+    mode: Mode = "closed" if stages and all(closed) else data.get("arrivals", "poisson")
     overrides = {PLAN_SETTINGS[k]: v for k, v in data.items() if k in PLAN_SETTINGS}
+    if "target" in overrides:
+        overrides["target"] = inputs.parse_url(overrides["target"], f"plan {str(p)!r}: target")
+    if "dialect" in overrides:
+        from chatprobe.specs import bundled_dialects
+
+        if overrides["dialect"] not in bundled_dialects():
+            raise UsageError(f"plan {str(p)!r}: dialect {overrides['dialect']!r} is not one of"
+                             f" {', '.join(bundled_dialects())} (a profile file goes in --profile)")
     if "dataset" in overrides:  # relative to the plan file
         overrides["dataset"] = str((p.parent / overrides["dataset"]).resolve())
     slos = tuple(f"{k}={v}" for k, v in (data.get("slo") or {}).items())

@@ -96,6 +96,7 @@ def setting(config: pytest.Config, name: str) -> str | None:
 
 
 def settings_from(config: pytest.Config) -> ConformSettings:
+    from chatprobe import redact
     from chatprobe.commands.probe import api_key_from
     from chatprobe.conformance import ConformSettings
     from chatprobe.errors import UsageError
@@ -114,9 +115,11 @@ def settings_from(config: pytest.Config) -> ConformSettings:
         raise UsageError("chatprobe max-duration must be positive (0: no limit)")
     report_dir = setting(config, "report_dir")
     key_env = setting(config, "api_key_env")
-    headers = parse_headers(setting(config, "headers"))
+    headers = secret_headers(parse_headers(setting(config, "headers")))
+    target = setting(config, "target")
+    redact.add_url(target)
     return ConformSettings(
-        target=setting(config, "target"),
+        target=target,
         dialect=setting(config, "dialect") or "openai",
         profile=setting(config, "profile"),
         model=setting(config, "model"),
@@ -128,6 +131,17 @@ def settings_from(config: pytest.Config) -> ConformSettings:
         max_duration_s=max_duration_s or None,
         headers=headers,
     )
+
+
+def secret_headers(headers: dict[str, str]) -> dict[str, str]:
+    """Extra headers with each ``${VAR}`` taken from the environment; those values, and the
+    values of credential-named headers, are secrets (chatprobe.redact: never written)."""
+    from chatprobe import redact
+
+    expanded = {name: redact.expand_env(value) for name, value in headers.items()}
+    for name, value in expanded.items():
+        redact.add_header(name, value)
+    return expanded
 
 
 def parse_headers(text: str | None) -> dict[str, str]:
@@ -321,7 +335,10 @@ def pytest_runtest_makereport(
     outcome = yield
     record = item.stash.get(_record_key, None)
     report = outcome.get_result()
-    if record is None or (report.when != "call" and not (report.when == "setup" and report.skipped)):
+    if record is None:
+        return
+    _scrub_longrepr(report)
+    if report.when != "call" and not (report.when == "setup" and report.skipped):
         return
     from chatprobe.conformance import Verdict
 
@@ -343,6 +360,21 @@ def pytest_runtest_makereport(
     _write_progress(item.config, results)
 
 
+def _scrub_longrepr(report: pytest.TestReport) -> None:
+    """A check's failure or skip text as pytest keeps it (its JUnit XML, its terminal) without
+    the run's secrets: a server may echo a key in the error body a reason quotes."""
+    from chatprobe import redact
+
+    longrepr = report.longrepr
+    if isinstance(longrepr, tuple) and len(longrepr) == 3:
+        report.longrepr = (longrepr[0], longrepr[1], redact.scrub(str(longrepr[2])))
+    elif longrepr is not None:
+        text = str(longrepr)
+        scrubbed = redact.scrub(text)
+        if scrubbed != text:
+            report.longrepr = scrubbed
+
+
 def _write_progress(config: pytest.Config, results: list[dict[str, Any]]) -> None:
     """findings.json as the run goes (state "running"), so a run killed from outside still
     leaves what it had found; replaced whole (write, then rename) each time."""
@@ -361,21 +393,26 @@ def _write_progress(config: pytest.Config, results: list[dict[str, Any]]) -> Non
 def pytest_sessionfinish(session: pytest.Session) -> None:
     config = session.config
     results = config.stash.get(_results_key, None)
-    if not results:
+    # Ctrl-C / SIGTERM: pytest stops, and the report says the run was interrupted (even before
+    # its first check ended).
+    interrupted = session.exitstatus == pytest.ExitCode.INTERRUPTED
+    if not results and not (interrupted and _meta_key in config.stash):
         return
     report_dir = setting(config, "report_dir")
     if not report_dir:
         return
     from chatprobe.reports.conform import write_reports
 
-    document = _document(config, results, complete=True)
+    document = _document(config, results or [], complete=True, interrupted=interrupted)
     try:
         write_reports(document, Path(report_dir))
     except OSError as exc:
         print(f"chatprobe: cannot write the report to {report_dir}: {exc}", file=sys.stderr)
 
 
-def _document(config: pytest.Config, results: list[dict[str, Any]], *, complete: bool) -> dict[str, Any]:
+def _document(
+    config: pytest.Config, results: list[dict[str, Any]], *, complete: bool, interrupted: bool = False
+) -> dict[str, Any]:
     from chatprobe.conformance import findings_document
 
     meta = config.stash.get(_meta_key, {})
@@ -391,6 +428,7 @@ def _document(config: pytest.Config, results: list[dict[str, Any]], *, complete:
         duration_s=time.time() - started,
         hypothesis_profile=config.getoption("hypothesis_profile", default=None),
         complete=complete,
+        interrupted=interrupted,
     )
 
 

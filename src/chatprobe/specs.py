@@ -24,7 +24,6 @@ dialect name or a missing file raises :class:`UsageError`.
 from __future__ import annotations
 
 import functools
-import json
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -36,8 +35,8 @@ import jsonschema.exceptions
 import referencing
 import referencing.exceptions
 import referencing.jsonschema
-import yaml
 
+from chatprobe import inputs
 from chatprobe.errors import SpecError, UsageError
 from chatprobe.paths import specs_dir
 
@@ -185,12 +184,11 @@ def _to_schema_errors(errors: Iterable[jsonschema.exceptions.ValidationError]) -
 
 
 def _read_json(path: Path) -> Any:
+    # a regular file of at most 10 MiB, nested at most 64 deep (chatprobe.inputs)
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SpecError(f"{path}: unreadable: {exc}") from exc
-    except json.JSONDecodeError as exc:
-        raise SpecError(f"{path}: not JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})") from exc
+        return inputs.load_json(path, "schema")
+    except UsageError as exc:
+        raise SpecError(str(exc)) from None
 
 
 @dataclass(frozen=True)
@@ -415,18 +413,15 @@ def bundled_dialects() -> list[str]:
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
+    # chatprobe.inputs: a regular file of at most 1 MiB, no alias bomb, no duplicate key
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError as exc:
-        raise UsageError(f"profile {path}: no such file") from exc
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError(f"profile {path}: unreadable: {exc}") from exc
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
-        raise SpecError(f"profile {path}: not valid YAML{where}: {getattr(exc, 'problem', exc)}") from exc
+        data = inputs.load_yaml(path, "profile").data
+    except inputs.YamlInputError as exc:
+        where = f" (line {exc.line}, column {exc.column})" if exc.column else f" (line {exc.line})" if exc.line else ""
+        detail = exc.detail
+        if detail.startswith("not valid YAML: "):
+            raise SpecError(f"profile {path}: not valid YAML{where}: {detail.removeprefix('not valid YAML: ')}") from None
+        raise SpecError(f"profile {path}: {detail}{where}") from None
     if not isinstance(data, dict):
         raise SpecError(f"profile {path}: must be a YAML mapping, got {type(data).__name__}")
     return data
@@ -443,10 +438,15 @@ def _merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, An
     return out
 
 
+_MAX_EXTENDS = 16
+
+
 def _resolve_raw(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     path = path.resolve()
     if path in seen:
         raise SpecError(f"profile {path}: `extends` loops back to itself")
+    if len(seen) >= _MAX_EXTENDS:
+        raise SpecError(f"profile {path}: `extends` chains more than {_MAX_EXTENDS} profiles")
     data = _read_yaml(path)
     base_ref = data.pop("extends", None)
     if base_ref is None:

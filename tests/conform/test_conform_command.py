@@ -44,7 +44,7 @@ def test_api_key_never_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     for name in ("findings.json", "findings.html", "junit.xml"):
         text = (tmp_path / "report" / name).read_text()
         assert SECRET not in text, name
-    assert "$API_KEY" in (tmp_path / "report" / "findings.json").read_text()
+    assert "${CHATPROBE_TEST_KEY}" in (tmp_path / "report" / "findings.json").read_text()  # the key's variable
 
 
 @pytest.mark.parametrize(

@@ -180,7 +180,9 @@ def test_failing_reference_server_marks_run_untrustworthy(fault: str, reason: st
     with spawn_server(faults=[fault]) as url:
         proc = run_load(["--target", url, "--users", "2", "--duration", "1", "--timeout", "2", *QUICK],
                         tmp_path, timeout=30)
-    assert proc.returncode == 0, proc.stderr
+    # Every request failed: nothing was measured, so the run exits 1 with the reason in one line.
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr.strip().count("\n") == 0 and "nothing was measured" in proc.stderr
     failure = _assert_untrustworthy(tmp_path, proc.stdout, reason, kind)
     assert failure["rule"] == rule
 
@@ -190,7 +192,7 @@ def test_rejected_requests_are_named_with_status_and_body(tmp_path: Path) -> Non
     with keepalive_server(answers_per_connection=1000, reject_all=True) as stats:
         proc = run_load(["--target", f"http://127.0.0.1:{stats['port']}", "--users", "2", "--duration", "1",
                          "--timeout", "2", *QUICK], tmp_path, timeout=30)
-    assert proc.returncode == 0, proc.stderr
+    assert proc.returncode == 1 and "nothing was measured" in proc.stderr, proc.stderr
     failure = _assert_untrustworthy(tmp_path, proc.stdout, "http 400", "http status")
     assert failure["rule"] == "http.status" and "must be a UUID" in str(failure["example"])
 

@@ -19,7 +19,9 @@ import sys
 import time
 from pathlib import Path
 
+from chatprobe import children, inputs
 from chatprobe.errors import UsageError
+from chatprobe.inputs import bounded_int, finite_float
 from chatprobe.pytest_plugin import HYPOTHESIS_PROFILES
 
 DEFAULT_REPORT_DIR = "chatprobe-audit"
@@ -29,15 +31,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("targets_file", metavar="TARGETS.yaml", help="the targets to audit (specs/targets.schema.json)")
     parser.add_argument("--report-dir", metavar="DIR", default=DEFAULT_REPORT_DIR, help=f"default: ./{DEFAULT_REPORT_DIR}")
     parser.add_argument("--baseline", metavar="DIR", help="an earlier audit's directory (or its audit.json): exit 1 when a target regressed")
-    parser.add_argument("--workers", type=int, default=4, help="targets on different servers audited at once (default 4)")
-    parser.add_argument("--timeout", type=float, default=30.0, help="seconds without a byte before a stall is reported (default 30)")
-    parser.add_argument("--target-timeout", type=float, default=900.0, help="seconds for one target's whole conformance run (default 900)")
+    parser.add_argument("--workers", type=bounded_int(1, inputs.MAX_AUDIT_WORKERS), default=4, help="targets on different servers audited at once (default 4)")
+    parser.add_argument("--timeout", type=finite_float(0, inputs.MAX_TIMEOUT_S, lo_open=True), default=30.0, help="seconds without a byte before a stall is reported (default 30)")
+    parser.add_argument("--target-timeout", type=finite_float(0, inputs.MAX_DURATION_S, lo_open=True), default=900.0, help="seconds for one target's whole conformance run (default 900)")
     parser.add_argument(
         "--hypothesis-profile", default="dev", help=f"property-check budget: {', '.join(HYPOTHESIS_PROFILES)} (default dev)"
     )
     parser.add_argument("--load-probe", action="store_true", help="also a short load run per target: TTFT p50/p95, tokens/s")
-    parser.add_argument("--load-duration", type=float, default=5.0, help="seconds of the load probe (default 5)")
-    parser.add_argument("--load-users", type=int, default=2, help="concurrent users of the load probe (default 2)")
+    parser.add_argument("--load-duration", type=finite_float(0, inputs.MAX_TIMEOUT_S, lo_open=True), default=5.0, help="seconds of the load probe (default 5)")
+    parser.add_argument("--load-users", type=bounded_int(1, inputs.MAX_USERS), default=2, help="concurrent users of the load probe (default 2)")
     parser.add_argument("--quiet", action="store_true", help="no line per target while it runs")
 
 
@@ -64,12 +66,12 @@ def run(args: argparse.Namespace) -> int:
     targets_file = Path(args.targets_file)
     targets = load_targets(targets_file)  # every mistake, with its line, before anything runs
     baseline = load_baseline(Path(args.baseline)) if args.baseline else None
-    report_dir = Path(args.report_dir)
-    try:
-        report_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UsageError(f"cannot create the report directory {report_dir}: {exc.strerror or exc}") from None
-    (report_dir / "audit.json").unlink(missing_ok=True)  # a stale matrix must not pass for this run's
+    report_dir = inputs.report_dir(args.report_dir)
+    from chatprobe.reports.csv import MATRIX_CSV
+    from chatprobe.reports.files import remove_stale
+
+    # A stale matrix must not pass for this run's (this one may fail or be interrupted).
+    remove_stale(report_dir, ["audit.json", HTML_FILE, MARKDOWN_FILE, MATRIX_CSV])
     settings = AuditSettings(
         report_dir=report_dir,
         workers=args.workers,
@@ -101,10 +103,16 @@ def run(args: argparse.Namespace) -> int:
         document["comparison"] = compare(document, baseline, str(args.baseline))
     audited = [t for t in document["targets"] if t["status"] == "ok"]
     document["exit_code"] = 2 if not audited else 1 if document["comparison"] and document["comparison"]["regressed"] else 0
+    interrupted = children.interrupted()  # SIGINT / SIGTERM: the matrix of what was audited
+    document["run"]["interrupted"] = interrupted
+    if interrupted:
+        document["exit_code"] = 130
     path = write_reports(document, report_dir)
     print(render_text(document))
     print(f"report: {path} ({HTML_FILE}, {MARKDOWN_FILE}) in {time.monotonic() - started:.1f} s")
-    if not audited:
+    if interrupted:
+        print("chatprobe audit: interrupted: the matrix covers what was audited until then", file=sys.stderr)
+    elif not audited:
         print("chatprobe audit: error: not one target could be audited", file=sys.stderr)
     code: int = document["exit_code"]
     return code

@@ -19,9 +19,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from chatprobe import children, inputs, redact
 from chatprobe.breaker import DEFAULT_MAX_DURATION_S
 from chatprobe.commands.probe import add_target_arguments, api_key_from, target_url
 from chatprobe.errors import UsageError
+from chatprobe.inputs import finite_float
 from chatprobe.paths import data_dir
 from chatprobe.pytest_plugin import HYPOTHESIS_PROFILES, plugin_args
 
@@ -35,10 +37,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--hypothesis-profile", default="dev", help=f"property-check budget: {', '.join(HYPOTHESIS_PROFILES)} (default dev)"
     )
-    parser.add_argument("--timeout", type=float, default=30.0, help="seconds without a byte before a stall is reported (default 30)")
+    parser.add_argument("--timeout", type=finite_float(0, inputs.MAX_TIMEOUT_S, lo_open=True), default=30.0,
+                        help="seconds without a byte before a stall is reported (default 30)")
     parser.add_argument(
         "--max-duration",
-        type=float,
+        type=finite_float(0, inputs.MAX_DURATION_S),
         default=DEFAULT_MAX_DURATION_S,
         metavar="S",
         help=f"the whole run's time limit: checks left when it passes are reported not-run (default {DEFAULT_MAX_DURATION_S:g}; 0 = none)",
@@ -46,18 +49,36 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-k", dest="select", metavar="EXPR", help="only the checks matching this pytest -k expression")
     parser.add_argument("--quiet", action="store_true", help="no line per check while it runs")
     parser.add_argument(
-        "--header", action="append", default=[], metavar="'NAME: VALUE'", help="an extra header on every request (repeatable)"
+        "--header", action="append", default=[], metavar="'NAME: VALUE'",
+        help="an extra header on every request (repeatable); ${VAR} in VALUE: from the environment, never written",
     )
 
 
 def extra_headers(items: list[str]) -> dict[str, str]:
     headers: dict[str, str] = {}
     for item in items:
-        name, sep, value = item.partition(":")
-        if not sep or not name.strip():
-            raise UsageError(f"--header wants 'NAME: VALUE', got {item!r}")
-        headers[name.strip()] = value.strip()
+        name, value = inputs.parse_header(item)  # a token for the name; no CR/LF/NUL in the value
+        # ${VAR}: taken from the environment by the suites' plugin, a secret (chatprobe.redact);
+        # checked here so that an unset variable is a usage error before anything starts.
+        expanded = redact.expand_env(value)
+        redact.add_header(name, expanded)
+        inputs.check_header_value(name, expanded, "--header")  # what ${VAR} brought in, too
+        headers[name] = value
     return headers
+
+
+def _check_select(expr: str | None) -> None:
+    """A -k expression pytest would refuse: exit 2 before anything starts."""
+    if expr is None:
+        return
+    try:
+        from _pytest.mark.expression import Expression
+    except ImportError:  # pragma: no cover - pytest moved it: pytest itself will say
+        return
+    try:
+        Expression.compile(expr)
+    except SyntaxError as exc:
+        raise UsageError(f"-k {expr!r}: not a valid expression: {exc.msg}") from None
 
 
 def pytest_args(args: argparse.Namespace, url: str, report_dir: Path, junit: Path) -> list[str]:
@@ -145,6 +166,8 @@ def run(args: argparse.Namespace) -> int:
     import pytest
 
     from chatprobe.reports.conform import FINDINGS_FILE, HTML_FILE, render_table
+    from chatprobe.reports.csv import CHECKS_CSV
+    from chatprobe.reports.files import remove_stale
     from chatprobe.reports.junit import write_junit
     from chatprobe.specs import load_profile
 
@@ -156,14 +179,14 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--max-duration must be positive (0: no limit)")
     profile = load_profile(args.profile or args.dialect)  # a bad profile: exit 2 before anything runs
     api_key_from(args.api_key_env)
-    report_dir = Path(args.report_dir)
-    junit = Path(args.junit_xml) if args.junit_xml else report_dir / "junit.xml"
-    try:
-        report_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UsageError(f"cannot create the report directory {report_dir}: {exc.strerror or exc}") from None
+    extra_headers(args.header)  # a malformed header or an unset ${VAR}: exit 2 before anything runs
+    _check_select(args.select)
+    junit_file = inputs.output_file(args.junit_xml, "--junit-xml") if args.junit_xml else None
+    report_dir = inputs.report_dir(args.report_dir)
+    junit = junit_file or report_dir / "junit.xml"
     findings_path = report_dir / FINDINGS_FILE
-    findings_path.unlink(missing_ok=True)  # a stale report must not pass for this run's
+    # An earlier run's files must not pass for this run's (this one may fail or be interrupted).
+    remove_stale(report_dir, [FINDINGS_FILE, HTML_FILE, CHECKS_CSV, junit.resolve()])
     started = time.monotonic()
     with _embedded_key(args, profile.auth.required) as key:
         server_options: dict[str, Any] = {"api_key": key} if key else {}
@@ -178,6 +201,12 @@ def run(args: argparse.Namespace) -> int:
             print(f"chatprobe conform: {profile.dialect} at {url}{'' if args.target else ' (embedded reference server)'}", flush=True)
             with _quiet_stderr():
                 code = pytest.main(pytest_args(args, url, report_dir, junit))
+    if code == pytest.ExitCode.INTERRUPTED or children.interrupted():
+        if findings_path.is_file():  # state "interrupted": what the run had found until then
+            document = json.loads(findings_path.read_text(encoding="utf-8"))
+            write_junit(document, junit)
+            print(render_table(document))
+        raise KeyboardInterrupt  # the CLI: "interrupted", exit 130
     if code not in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED) or not findings_path.is_file():
         raise UsageError(f"the suites could not run (pytest exit code {int(code)})")
     document = json.loads(findings_path.read_text(encoding="utf-8"))

@@ -11,13 +11,14 @@ import argparse
 import json
 import sys
 from collections import Counter
-from pathlib import Path
 from typing import Any, BinaryIO
 
 import orjson
 
+from chatprobe import inputs
 from chatprobe.errors import UsageError
 from chatprobe.findings import Finding, Severity
+from chatprobe.inputs import bounded_int
 from chatprobe.specs import Profile, bundled_dialects, load_profile
 from chatprobe.sse import Event, SSEDecoder
 from chatprobe.streams import StreamValidator
@@ -35,27 +36,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="the request body (JSON) that produced the stream: enables rules that depend on it "
         "(n, stream_options.include_usage)",
     )
-    parser.add_argument("--max-frame-bytes", type=int, default=8 << 20, help="decoder buffer limit (default 8 MiB)")
+    parser.add_argument("--max-frame-bytes", type=bounded_int(1024, inputs.MAX_FRAME_BYTES), default=8 << 20,
+                        help="decoder buffer limit (default 8 MiB; 1 KiB to 1 GiB)")
 
 
 def _open(path: str) -> BinaryIO:
     if path == "-":
         return sys.stdin.buffer
-    try:
-        return open(path, "rb")
-    except OSError as exc:
-        raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    return inputs.open_regular(path, "stream", inputs.MAX_STREAM_BYTES)
 
 
 def _read_request(path: str | None) -> dict[str, Any] | None:
     if path is None:
         return None
-    try:
-        value = json.loads(Path(path).read_bytes())
-    except OSError as exc:
-        raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from exc
-    except ValueError as exc:
-        raise UsageError(f"{path} is not JSON: {exc}") from exc
+    value = inputs.load_json(path, "--request")
     if not isinstance(value, dict):
         raise UsageError(f"{path}: the request body must be a JSON object")
     return value
@@ -93,6 +87,8 @@ def lint(
             block = source.read(READ_SIZE)
         except OSError as exc:
             raise UsageError(f"cannot read the stream: {exc}") from exc
+        if decoder.bytes_fed + len(block) > inputs.MAX_STREAM_BYTES:
+            raise UsageError(f"the stream is longer than {inputs.MAX_STREAM_BYTES >> 30} GiB")
         new = decoder.feed(block) if block else decoder.close()
         events += len(new)
         if validator is None:
@@ -105,7 +101,9 @@ def lint(
             validator.feed(new)
         if not block:
             break
-    assert validator is not None
+    if validator is None:  # the decoder stopped (a frame over the limit) before the dialect was known
+        validator = StreamValidator(recognise_dialect(pending), request)
+        validator.feed(pending)
     validator.finish(complete=not decoder.stopped, end_offset=decoder.bytes_fed)
     findings: list[Finding] = list(decoder.findings) + validator.findings
     findings.sort(key=lambda f: (f.offset if f.offset is not None else 1 << 62))

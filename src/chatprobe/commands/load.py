@@ -10,7 +10,6 @@ every SLO holds, 1 when one is missed, 2 when the run could not happen,
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import signal
@@ -25,9 +24,19 @@ from types import FrameType
 from typing import Any
 from urllib.parse import urlsplit
 
+from chatprobe import children, inputs, redact
 from chatprobe.commands.probe import add_target_arguments, api_key_from, target_url
 from chatprobe.errors import UsageError
-from chatprobe.loadplan import SETTINGS_ENV, LoadSettings, load_plan, split_host_port, with_plan
+from chatprobe.inputs import bounded_int, finite_float
+from chatprobe.loadplan import (
+    SETTINGS_ENV,
+    TARGET_ENV,
+    LoadSettings,
+    load_plan,
+    read_plan,
+    split_host_port,
+    with_plan,
+)
 from chatprobe.metrics import parse_slos
 from chatprobe.paths import data_dir
 from chatprobe.specs import load_profile
@@ -37,35 +46,36 @@ _GRACE_S = 30.0  # beyond the planned duration, before the run is declared hung
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_target_arguments(parser)
+    parser.set_defaults(dialect=None)  # openai, unless a --plan names its dialect
     load = parser.add_mutually_exclusive_group()
-    load.add_argument("--users", type=int, help="closed loop: concurrent users (default 8)")
-    load.add_argument("--rate", type=float, help="open loop: requests per second")
+    load.add_argument("--users", type=bounded_int(1, inputs.MAX_USERS), help="closed loop: concurrent users (default 8)")
+    load.add_argument("--rate", type=finite_float(0, inputs.MAX_RATE, lo_open=True), help="open loop: requests per second")
     parser.add_argument("--arrivals", choices=("poisson", "constant"), default=None,
                         help="open-loop arrivals (default poisson)")
-    parser.add_argument("--spawn-rate", type=float, help="users started per second (default: all at once)")
-    parser.add_argument("--duration", type=float, help="seconds (default 30; a plan's stages sum)")
-    parser.add_argument("--warmup", type=float, help="seconds excluded from the statistics (default 0)")
+    parser.add_argument("--spawn-rate", type=finite_float(0, inputs.MAX_RATE, lo_open=True), help="users started per second (default: all at once)")
+    parser.add_argument("--duration", type=finite_float(0, inputs.MAX_DURATION_S, lo_open=True), help="seconds (default 30; a plan's stages sum)")
+    parser.add_argument("--warmup", type=finite_float(0, inputs.MAX_DURATION_S), help="seconds excluded from the statistics (default 0)")
     add_request_arguments(parser)
     parser.add_argument("--report-dir", metavar="DIR", default="chatprobe-load", help="default ./chatprobe-load")
     parser.add_argument("--no-progress", action="store_true", help="no live progress line")
     dist = parser.add_argument_group("distributed across machines (Locust master / workers)")
-    dist.add_argument("--master-bind", metavar="HOST:PORT",
+    dist.add_argument("--master-bind", metavar="HOST:PORT", type=_host_port,
                       help="the master listens here (default: 127.0.0.1 and a free port, for "
                            "--processes workers only)")
-    dist.add_argument("--expect-workers", type=int, metavar="N",
+    dist.add_argument("--expect-workers", type=bounded_int(0, inputs.MAX_REMOTE_WORKERS), metavar="N",
                       help="also wait for N workers started on other machines with "
                            "`chatprobe load --worker HOST:PORT` and the same request flags")
-    dist.add_argument("--worker", metavar="HOST:PORT",
+    dist.add_argument("--worker", metavar="HOST:PORT", type=_host_port,
                       help="run as a worker of the master at HOST:PORT (needs --target); the "
                            "master decides users, timing and the report")
 
 
 def add_request_arguments(parser: argparse.ArgumentParser) -> None:
     """What a request looks like, SLOs, generator and embedded-server options (shared with sweep)."""
-    parser.add_argument("--prompt-tokens", type=int, help="synthetic prompt length in words (default 128)")
+    parser.add_argument("--prompt-tokens", type=bounded_int(1, inputs.MAX_PROMPT_TOKENS), help="synthetic prompt length in words (default 128)")
     parser.add_argument("--dataset", metavar="FILE",
                         help='JSONL prompts: {"messages": [...]} or {"prompt": "..."} per line')
-    parser.add_argument("--max-tokens", type=int, help="output cap per request (default 128)")
+    parser.add_argument("--max-tokens", type=bounded_int(1, inputs.MAX_OUTPUT_TOKENS), help="output cap per request (default 128)")
     parser.add_argument("--ignore-eos", action="store_true", default=None,
                         help="send vLLM's ignore_eos (output exactly --max-tokens; on for the reference server)")
     parser.add_argument("--no-usage", action="store_true",
@@ -74,30 +84,55 @@ def add_request_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--slo", action="append", default=[], metavar="NAME=VALUE",
                         help="e.g. ttft_p95_ms=500, tpot_p99_ms=50, error_rate=0.01, goodput=2, "
                              "ttft_ms=500 (per-request threshold for goodput); repeatable")
-    parser.add_argument("--processes", type=int, help="generator processes on this machine (default 1)")
+    parser.add_argument("--processes", type=bounded_int(1, inputs.MAX_PROCESSES), help="generator processes on this machine (default 1)")
     parser.add_argument("--plan", metavar="FILE", help="YAML plan of stages (specs/plan.schema.json)")
-    parser.add_argument("--timeout", type=float, help="seconds per request (default 60)")
-    parser.add_argument("--read-timeout", type=float, help="seconds of silence counted as a stall (default 30)")
-    parser.add_argument("--max-in-flight", type=int, help="open-loop concurrency cap (default 1024)")
+    parser.add_argument("--timeout", type=finite_float(0, inputs.MAX_TIMEOUT_S, lo_open=True), help="seconds per request (default 60)")
+    parser.add_argument("--read-timeout", type=finite_float(0, inputs.MAX_TIMEOUT_S, lo_open=True), help="seconds of silence counted as a stall (default 30)")
+    parser.add_argument("--max-in-flight", type=bounded_int(1, inputs.MAX_IN_FLIGHT), help="open-loop concurrency cap (default 1024)")
     parser.add_argument("--client", choices=("gevent", "httpx"), default="gevent", help=argparse.SUPPRESS)
     parser.add_argument("--stamps", choices=("kernel", "user"), default=None,
                         help="how each read is timed: the kernel's receive time where the socket "
                              "gives it (default; plain TCP on Linux), or user space as recv() returns")
     parser.add_argument("--check-schema", action="store_true",
                         help="validate every chunk against the dialect's schema (costs generator CPU)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--server-ttft-ms", type=float, default=50.0,
+    parser.add_argument("--seed", type=bounded_int(0, inputs.MAX_SEED), default=0)
+    server_ms = finite_float(0, inputs.MAX_SERVER_MS)
+    parser.add_argument("--server-ttft-ms", type=server_ms, default=50.0,
                         help="reference server (no --target): time to first token (default 50)")
-    parser.add_argument("--server-itl-ms", type=float, default=5.0,
+    parser.add_argument("--server-itl-ms", type=server_ms, default=5.0,
                         help="reference server (no --target): inter-token latency (default 5)")
-    parser.add_argument("--server-max-concurrency", type=int, default=None, metavar="K",
+    parser.add_argument("--server-max-concurrency", type=bounded_int(1, inputs.MAX_SERVER_SLOTS), default=None, metavar="K",
                         help="reference server (no --target): at most K requests generate at once, the rest queue")
-    parser.add_argument("--server-max-queue", type=int, default=None, metavar="N",
+    parser.add_argument("--server-max-queue", type=bounded_int(0, inputs.MAX_SERVER_SLOTS), default=None, metavar="N",
                         help="reference server (no --target): with K, refuse (503) once N requests queue")
-    parser.add_argument("--server-itl-per-active-ms", type=float, default=0.0, metavar="Z",
+    parser.add_argument("--server-itl-per-active-ms", type=server_ms, default=0.0, metavar="Z",
                         help="reference server (no --target): each other active request adds Z ms to the ITL")
     parser.add_argument("--server-fault", action="append", default=[], metavar="NAME",
                         help="reference server (no --target): a fault from its catalogue; repeatable")
+
+
+def _host_port(text: str) -> str:
+    try:
+        inputs.parse_host_port(text, "HOST:PORT")
+    except UsageError as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix("HOST:PORT ")) from None
+    return text
+
+
+def apply_plan(args: argparse.Namespace) -> None:
+    """A plan's ``target`` and ``dialect`` stand in for --target and --dialect when those are not
+    given (a flag wins over the plan); so does its ``ignore_eos`` (the embedded server's default)."""
+    if args.plan:
+        overrides = load_plan(args.plan)[0]
+        if args.target is None and "target" in overrides:
+            redact.add_url(overrides["target"])  # its password and key-like query values are secrets
+            args.target = overrides["target"]
+        if args.dialect is None and args.profile is None and "dialect" in overrides:
+            args.dialect = overrides["dialect"]
+        if args.ignore_eos is None and "ignore_eos" in overrides:
+            args.ignore_eos = overrides["ignore_eos"]
+    if args.dialect is None:
+        args.dialect = "openai"
 
 
 def settings_from_args(args: argparse.Namespace, target: str, *, use_stages: bool = True) -> LoadSettings:
@@ -108,7 +143,17 @@ def settings_from_args(args: argparse.Namespace, target: str, *, use_stages: boo
     mode: Any = None
     plan_slos: tuple[str, ...] = ()
     if args.plan:
-        overrides, stages, mode, plan_slos = load_plan(args.plan)
+        plan = read_plan(args.plan)
+        overrides, stages, mode, plan_slos = plan.overrides, plan.stages, plan.mode, plan.slos
+        if use_stages and not stages:
+            raise UsageError(f"plan {args.plan!r}: `stages` is required (the load over time: users or rate)")
+        refused = sorted(plan.keys & {"stages", "warmup"}) if not use_stages else []
+        if not use_stages and "arrivals" in plan.keys and getattr(args, "mode", None) != "rate":
+            refused.append("arrivals")
+        if refused:
+            # sweep: every plan key is honoured or refused by name, never silently ignored
+            raise UsageError(f"plan {args.plan!r}: {', '.join(refused)}: not for sweep, which sets each "
+                             "level's load and warm-up itself (arrivals: with --mode rate); remove them")
         values.update(overrides)
         values["target"] = target
     flags = {
@@ -140,6 +185,7 @@ def settings_from_args(args: argparse.Namespace, target: str, *, use_stages: boo
         values["mode"] = getattr(args, "arrivals", None) or "poisson"
     if values.get("dataset"):
         values["dataset"] = str(Path(values["dataset"]).resolve())
+        inputs.read_dataset(values["dataset"])  # every line the generator will use, checked now
     slos = (*plan_slos, *args.slo)
     parse_slos(slos)  # a bad SLO is a usage error before anything starts
     s = LoadSettings(
@@ -181,10 +227,11 @@ def cpu_split(own_server: bool) -> tuple[int | None, set[int] | None]:
 
 def run(args: argparse.Namespace) -> int:
     api_key_from(args.api_key_env)  # fail early (exit 2) when the variable is missing
+    apply_plan(args)  # the plan's target and dialect, unless flags gave them
     if args.worker:
         return _run_worker(args)
     # Validate everything we can before starting a server.
-    settings_from_args(args, args.target or "http://127.0.0.1:1")
+    clear_report(Path(settings_from_args(args, args.target or "http://127.0.0.1:1").report_dir))
     server_cpu, generator_cpus = cpu_split(args.target is None)
     with target_url(args.target, **server_options(args, server_cpu)) as url:
         settings = settings_from_args(args, url)
@@ -205,6 +252,11 @@ def server_options(args: argparse.Namespace, cpu: int | None) -> dict[str, Any]:
     }
     if args.server_max_queue is not None:
         options["max_queue"] = args.server_max_queue
+    # The server's own safety limits (a laptop default) must not turn the load asked for into
+    # 400s and 429s: room for every user's stream and the cap asked for.
+    users = max(int(getattr(args, "users", None) or 0), int(getattr(args, "max_load", None) or 0))
+    options["max_concurrent_streams"] = max(1024, users + 64)
+    options["max_output_tokens"] = max(32768, int(getattr(args, "max_tokens", None) or 0))
     if cpu is not None:
         options["cpu"] = cpu
     return options
@@ -243,55 +295,58 @@ def _run_worker(args: argparse.Namespace) -> int:
         return _run_generator(s, None, worker_args, limit_s=_WORKER_WAIT_S + s.duration_s + _GRACE_S)
 
 
+def clear_report(out: Path) -> None:
+    """An earlier run's files must not pass for this run's (this one may fail or be interrupted)."""
+    from chatprobe.reports.csv import RECORDS_CSV
+    from chatprobe.reports.files import remove_stale
+
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"cannot create the report directory {out}: {exc.strerror or exc}") from None
+    remove_stale(out, ["summary.json", "summary.json.tmp", "records.jsonl", "report.html", RECORDS_CSV])
+
+
 def _run_generator(s: LoadSettings, cpus: set[int] | None, extra_args: list[str] | None = None,
                    limit_s: float | None = None) -> int:
     out = Path(s.report_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    with contextlib.suppress(FileNotFoundError):
-        (out / "summary.json").unlink()
+    clear_report(out)
     settings_file = out / "settings.json"
-    settings_file.write_text(json.dumps(s.to_json(), indent=2), encoding="utf-8")
-    env = dict(os.environ)
-    source_root = str(Path(__file__).resolve().parents[2])  # chatprobe importable in the child
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (source_root, env.get("PYTHONPATH")) if p)
-    env[SETTINGS_ENV] = f"@{settings_file}"
+    # The file holds the target redacted; the generator gets it whole from its environment.
+    settings_file.write_text(redact.scrub(json.dumps(s.to_json(), indent=2)), encoding="utf-8")
+    env = children.python_env({SETTINGS_ENV: f"@{settings_file}", TARGET_ENV: s.target})
     script = data_dir("loadtests") / "run.py"
-
-    def pin() -> None:
-        if cpus:
-            os.sched_setaffinity(0, cpus)
-
-    # A session of its own: Ctrl-C reaches only us, and we forward it once,
-    # so the generator stops cleanly and writes what it measured.
-    child = subprocess.Popen([sys.executable, str(script), *(extra_args or [])], env=env,
-                             start_new_session=True, preexec_fn=pin if cpus else None)
-    interrupted = [False]
+    # A process group of its own (chatprobe.children): Ctrl-C reaches only us, and we forward
+    # it once, so the generator stops cleanly and writes what it measured; a second one kills it.
+    child = children.spawn([sys.executable, str(script), *(extra_args or [])], env=env, cpus=cpus)
+    signals = [0]
 
     def forward(signum: int, frame: FrameType | None) -> None:
-        interrupted[0] = True
-        with contextlib.suppress(ProcessLookupError):
-            child.send_signal(signal.SIGINT)
+        signals[0] += 1
+        children.signal_group(child, signal.SIGINT if signals[0] == 1 else signal.SIGKILL)
 
     previous = signal.signal(signal.SIGINT, forward)
     previous_term = signal.signal(signal.SIGTERM, forward)
+    previous_hup = signal.signal(signal.SIGHUP, forward)
     if limit_s is None:
         limit_s = s.duration_s + _GRACE_S + 10.0 * s.processes + (_WORKER_WAIT_S if s.expect_workers else 0)
     deadline = time.monotonic() + limit_s
     try:
         while True:
             try:
-                return child.wait(timeout=max(0.1, deadline - time.monotonic()))
+                code = child.wait(timeout=max(0.1, deadline - time.monotonic()))
+                if signals[0] > 1 or (signals[0] and not (out / "summary.json").is_file()):
+                    raise KeyboardInterrupt  # interrupted before it measured (or killed): no report
+                return code
             except subprocess.TimeoutExpired:
                 if time.monotonic() >= deadline:
-                    child.kill()
-                    child.wait()
+                    children.stop(child, 0.0)
                     raise UsageError("the load generator hung past its duration; killed") from None
     finally:
         signal.signal(signal.SIGINT, previous)
         signal.signal(signal.SIGTERM, previous_term)
-        if child.poll() is None:
-            child.kill()
-            child.wait()
+        signal.signal(signal.SIGHUP, previous_hup)
+        children.stop(child, 0.0)  # reaped (or killed, when we leave by an exception)
 
 
 def _finish(s: LoadSettings, code: int) -> int:
@@ -308,7 +363,25 @@ def _finish(s: LoadSettings, code: int) -> int:
     _print_summary(doc, out, html_path)
     if doc["run"]["interrupted"]:
         return 130
+    nothing = measured_nothing(doc)
+    if nothing:
+        sys.stderr.write(f"chatprobe load: error: {nothing}\n")
+        return 1
     return 0 if doc["summary"]["slo"]["passed"] else 1
+
+
+def measured_nothing(doc: dict[str, Any]) -> str | None:
+    """Why a run's summary.json holds no measurement (not one request ended in its window, or
+    every one failed), in one line (its verdict's reason); None when it measured something."""
+    from chatprobe.reports.load import verdict_of
+
+    requests = doc["summary"]["requests"]
+    if requests["total"] and requests["failed"] < requests["total"]:
+        return None
+    # Not one request ended in the window, or every one failed: no latency, no throughput.
+    verdict = verdict_of(doc)
+    reason = next((r for r in verdict["reasons"] if "saturated" not in r), verdict["headline"])
+    return reason if "nothing was measured" in reason else f"nothing was measured: {reason}"
 
 
 def _fmt(x: float | None, unit: str = "ms") -> str:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from chatprobe import inputs
 from chatprobe.errors import UsageError
 from chatprobe.paths import specs_dir
 
@@ -69,14 +70,8 @@ def detect(directory: Path) -> RunType:
 def load_document(path: Path, schema_file: str) -> dict[str, Any]:
     """Read ``path`` and validate it against ``specs/<schema_file>``; UsageError naming the file
     and the first problem otherwise."""
-    try:
-        document = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from None
-    except UnicodeDecodeError as exc:
-        raise UsageError(f"{path}: not UTF-8 ({exc.reason} at byte {exc.start})") from None
-    except json.JSONDecodeError as exc:
-        raise UsageError(f"{path}: not JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})") from None
+    # a regular file, bounded in size and depth (chatprobe.inputs)
+    document = inputs.load_json(path, "run JSON", inputs.MAX_RUN_JSON_BYTES, inputs.MAX_RUN_JSON_NESTING)
     import jsonschema
     import jsonschema.exceptions
 
@@ -88,7 +83,11 @@ def load_document(path: Path, schema_file: str) -> dict[str, Any]:
         raise UsageError(f"{path}: does not match specs/{schema_file} at {where}: {message}")
     if not isinstance(document, dict):  # every run schema demands an object; this is for mypy
         raise UsageError(f"{path}: not a JSON object")
-    return document
+    from chatprobe import redact
+
+    # A run written by an older chatprobe may hold a credential-named header's value: redacted here.
+    scrubbed: dict[str, Any] = redact.scrub_json(document)
+    return scrubbed
 
 
 def parse_formats(text: str | None, run_type: RunType) -> tuple[str, ...]:
@@ -110,9 +109,10 @@ def parse_formats(text: str | None, run_type: RunType) -> tuple[str, ...]:
 Renderer = Callable[[dict[str, Any], Path, Path], list[Path]]
 
 
-def _write(path: Path, text: str) -> Path:
-    path.write_text(text, encoding="utf-8")
-    return path
+def _write(path: Path, text: str, newline: str | None = None) -> Path:
+    from chatprobe.reports.files import write_text  # whole or not at all, secrets scrubbed
+
+    return write_text(path, text, newline=newline)
 
 
 def _conform(formats: tuple[str, ...], explicit: bool) -> Renderer:
@@ -160,9 +160,7 @@ def _load(formats: tuple[str, ...], explicit: bool) -> Renderer:
                 return written
             if records is None:
                 raise UsageError(f"{records_file} not found: records.csv is made from it")
-            path = out / RECORDS_CSV
-            path.write_text(render_records(doc, records), encoding="utf-8", newline="")
-            written.append(path)
+            written.append(_write(out / RECORDS_CSV, render_records(doc, records), newline=""))
         return written
 
     return render

@@ -23,9 +23,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from chatprobe import __version__
+from chatprobe import __version__, inputs
 from chatprobe.commands.load import (
     add_request_arguments,
+    apply_plan,
     check_reachable,
     cpu_split,
     run_level,
@@ -34,9 +35,11 @@ from chatprobe.commands.load import (
 )
 from chatprobe.commands.probe import add_target_arguments, api_key_from, target_url
 from chatprobe.errors import UsageError
-from chatprobe.loadplan import LoadSettings, Mode
-from chatprobe.metrics import RequestRecord, parse_slos
-from chatprobe.reports.csv import write_levels
+from chatprobe.inputs import bounded_int, finite_float
+from chatprobe.loadplan import LoadSettings, Mode, read_plan
+from chatprobe.metrics import RequestRecord, load_verdict, parse_slos
+from chatprobe.reports.csv import LEVELS_CSV, write_levels
+from chatprobe.reports.files import remove_stale, write_text
 from chatprobe.reports.sweep import answer_sentence, describe_gate, write_report
 from chatprobe.sweep import (
     LevelResult,
@@ -58,23 +61,25 @@ _DURATION = re.compile(r"^(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_target_arguments(parser)
+    parser.set_defaults(dialect=None)  # openai, unless a --plan names its dialect
     parser.add_argument("--mode", choices=("concurrency", "rate"), default="concurrency",
                         help="concurrency: closed loop, N users; rate: open loop, R requests/s (default concurrency)")
-    parser.add_argument("--min", type=float, dest="min_load", metavar="N",
+    load_bound = finite_float(0, inputs.MAX_RATE, lo_open=True)
+    parser.add_argument("--min", type=load_bound, dest="min_load", metavar="N",
                         help="lowest load to try (default: 1 user / the one-user request rate)")
-    parser.add_argument("--max", type=float, dest="max_load", metavar="N",
+    parser.add_argument("--max", type=load_bound, dest="max_load", metavar="N",
                         help="highest load to try (default 256 users / no cap on the rate)")
     parser.add_argument("--budget", default="5m", metavar="DURATION",
                         help="time for the whole sweep, e.g. 90s, 5m, 1h (default 5m)")
-    parser.add_argument("--repeats", type=int, default=1, metavar="K",
+    parser.add_argument("--repeats", type=bounded_int(1, inputs.MAX_REPEATS), default=1, metavar="K",
                         help="searches to run; K >= 2 gives a 95 %% confidence interval (default 1)")
-    parser.add_argument("--level-duration", type=float, metavar="S",
+    parser.add_argument("--level-duration", type=finite_float(0, inputs.MAX_DURATION_S, lo_open=True), metavar="S",
                         help="seconds per level (default: planned from --budget)")
-    parser.add_argument("--arrivals", choices=("poisson", "constant"), default="poisson",
+    parser.add_argument("--arrivals", choices=("poisson", "constant"), default=None,
                         help="rate mode: arrivals (default poisson)")
-    parser.add_argument("--precision", type=float, default=0.05,
+    parser.add_argument("--precision", type=finite_float(0, 1, lo_open=True, hi_open=True), default=0.05,
                         help="bisection stops at this relative width (default 0.05; at least 1 user)")
-    parser.add_argument("--error-limit", type=float, default=0.05,
+    parser.add_argument("--error-limit", type=finite_float(0, 1, hi_open=True), default=0.05,
                         help="a level failing more than this fraction of requests fails (default 0.05)")
     add_request_arguments(parser)
     parser.add_argument("--report-dir", metavar="DIR", default="chatprobe-sweep", help="default ./chatprobe-sweep")
@@ -90,6 +95,8 @@ def parse_duration(text: str) -> float:
     total = h * 3600 + mins * 60 + s
     if total <= 0:
         raise UsageError(f"bad duration {text!r}: must be positive")
+    if total > inputs.MAX_DURATION_S:
+        raise UsageError(f"bad duration {text!r}: at most {inputs.MAX_DURATION_S / 86400:g} days")
     return total
 
 
@@ -107,6 +114,8 @@ def _config(args: argparse.Namespace, budget_s: float) -> SweepConfig:
             raise UsageError(f"{flag} must be positive, got {value:g}")
         if args.mode == "concurrency" and value != int(value):
             raise UsageError(f"{flag} must be a whole number of users in concurrency mode, got {value:g}")
+        if args.mode == "concurrency" and value > inputs.MAX_USERS:
+            raise UsageError(f"{flag} must be at most {inputs.MAX_USERS} users, got {value:g}")
     if args.min_load is not None and args.max_load is not None and args.min_load > args.max_load:
         raise UsageError("--min must not exceed --max")
     duration = args.level_duration
@@ -198,6 +207,10 @@ def run(args: argparse.Namespace) -> int:
     t_start = time.monotonic()
     started_at = datetime.now(UTC).isoformat(timespec="seconds")
     api_key_from(args.api_key_env)
+    apply_plan(args)  # the plan's target and dialect, unless flags gave them
+    if args.arrivals is None:  # --arrivals, else the plan's (rate mode), else poisson
+        plan_mode = read_plan(args.plan).mode if args.plan else "poisson"
+        args.arrivals = plan_mode if plan_mode in ("poisson", "constant") else "poisson"
     budget_s = parse_duration(args.budget)
     config = _config(args, budget_s)
     # Validate the request settings and SLOs before starting a server.
@@ -206,8 +219,9 @@ def run(args: argparse.Namespace) -> int:
     if not slos.gates:
         raise UsageError("a sweep needs at least one --slo gate to meet, e.g. --slo ttft_p95_ms=500"
                          " or --slo user_tokens_per_s_p50=20")
-    out = Path(args.report_dir).resolve()
-    out.mkdir(parents=True, exist_ok=True)
+    out = inputs.report_dir(args.report_dir).resolve()
+    # An earlier sweep's files must not pass for this one's (it may fail or be interrupted).
+    remove_stale(out, ["sweep.json", "sweep.html", LEVELS_CSV], dirs=["levels"])
     server_cpu, generator_cpus = cpu_split(args.target is None)
     progress = _Progress(not args.no_progress, args.mode)
     with target_url(args.target, **server_options(args, server_cpu)) as url:
@@ -219,10 +233,13 @@ def run(args: argparse.Namespace) -> int:
         # The server's start-up counts against the budget too.
         spent = time.monotonic() - t_start
         config = replace(config, budget_s=max(budget_s - spent, 0.0))
+        if config.level_duration_s + config.overhead_s > config.budget_s:
+            raise UsageError(f"--budget {budget_s:g} s cannot hold one level of {config.level_duration_s:g} s"
+                             f" once the server was reached ({spent:.1f} s in): give a larger --budget")
         runner = _LevelRunner(base, out, generator_cpus, args.arrivals)
         result = Sweep(config, runner, time.monotonic, progress).run()
     doc = build_document(result, args, base, budget_s, started_at, time.monotonic() - t_start)
-    (out / "sweep.json").write_text(json.dumps(doc, indent=2), encoding="utf-8")
+    write_text(out / "sweep.json", json.dumps(doc, indent=2))
     html = write_report(doc, out / "sweep.html")
     write_levels(doc, out)
     sys.stdout.write(doc["answer"]["sentence"] + "\n")
@@ -233,7 +250,25 @@ def run(args: argparse.Namespace) -> int:
     sys.stdout.write(f"report: {html}  (sweep.json, levels/ in {out})\n")
     if result.stop.kind == "interrupted":
         return 130
+    nothing = measured_nothing(result)
+    if nothing:
+        sys.stderr.write(f"chatprobe sweep: error: {nothing}\n")
+        return 1
     return 0 if result.answer.value is not None else 1
+
+
+def measured_nothing(result: SweepResult) -> str | None:
+    """Why no level of the sweep measured anything (not one request ended in any level's
+    window), in one line (the first level's verdict, chatprobe.metrics.load_verdict); None otherwise."""
+    if not result.levels:
+        return "nothing was measured: no level ran"
+    if any(lv.result.requests for lv in result.levels):
+        return None
+    first = result.levels[0].result.details
+    requests = {**first.get("requests", {"total": 0, "failed": 0}), "failed_by_reason": first.get("failed_by_reason", {})}
+    verdict = load_verdict(requests)
+    reason = verdict["reasons"][0] if verdict["reasons"] else verdict["headline"]
+    return f"no level measured anything ({len(result.levels)} run): {reason}"
 
 
 def _warnings(result: SweepResult) -> list[str]:

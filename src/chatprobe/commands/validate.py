@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
-from pathlib import Path
 from typing import Any
 
-from chatprobe.errors import UsageError
+from chatprobe import inputs
 from chatprobe.specs import KINDS, load_profile
 
 
@@ -24,22 +22,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _read(name: str) -> bytes:
-    if name == "-":
-        return sys.stdin.buffer.read()
-    try:
-        return Path(name).read_bytes()
-    except OSError as exc:
-        raise UsageError(f"cannot read {name}: {exc.strerror or exc}") from exc
+    return inputs.read_file(name, "document")  # a regular file (or stdin), at most 10 MiB
 
 
 def _parse(name: str, data: bytes) -> Any:
-    try:
-        # JSON text is UTF-8 (RFC 8259); json.loads(bytes) would guess UTF-16/32
-        return json.loads(data.decode("utf-8-sig"))
-    except UnicodeDecodeError as exc:
-        raise UsageError(f"{name}: not UTF-8 JSON ({exc.reason} at byte {exc.start})") from exc
-    except json.JSONDecodeError as exc:
-        raise UsageError(f"{name}: not JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})") from exc
+    return inputs.parse_json(data, name)  # UTF-8 (RFC 8259), nested at most 64 deep
 
 
 def run(args: argparse.Namespace) -> int:

@@ -13,13 +13,16 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
+from chatprobe import redact
 from chatprobe.reports.conform import finding_html
 from chatprobe.reports.csv import write_matrix
+from chatprobe.reports.files import write_text
 from chatprobe.reports.html import page, verdict_badge
 
 AUDIT_FILE = "audit.json"
 HTML_FILE = "audit.html"
 MARKDOWN_FILE = "audit.md"
+INTERRUPTED_TEXT = "INTERRUPTED: the audit was stopped (SIGINT / SIGTERM); targets not audited by then say so"
 COUNTS = ("pass", "fail", "warn", "unsupported", "n/a", "not-run")
 
 _CSS = """<style>
@@ -33,9 +36,9 @@ def write_reports(document: Mapping[str, Any], report_dir: Path) -> Path:
     """audit.json first, then audit.html and audit.md rendered from it; returns the JSON's path."""
     report_dir.mkdir(parents=True, exist_ok=True)
     path = report_dir / AUDIT_FILE
-    path.write_text(json.dumps(document, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    (report_dir / HTML_FILE).write_text(render_html(document, load_findings(document, report_dir)), encoding="utf-8")
-    (report_dir / MARKDOWN_FILE).write_text(render_markdown(document), encoding="utf-8")
+    write_text(path, json.dumps(document, indent=2, ensure_ascii=False) + "\n")
+    write_text(report_dir / HTML_FILE, render_html(document, load_findings(document, report_dir)))
+    write_text(report_dir / MARKDOWN_FILE, render_markdown(document))
     write_matrix(document, report_dir)
     return path
 
@@ -47,7 +50,8 @@ def load_findings(document: Mapping[str, Any], report_dir: Path) -> dict[str, Ma
         if target.get("report"):
             path = report_dir / target["report"]
             if path.is_file():
-                out[target["name"]] = json.loads(path.read_text(encoding="utf-8"))
+                # redact.scrub_json: a target's run written by an older chatprobe, re-rendered.
+                out[target["name"]] = redact.scrub_json(json.loads(path.read_text(encoding="utf-8")))
     return out
 
 
@@ -92,6 +96,8 @@ def render_text(document: Mapping[str, Any]) -> str:
                 lines.append(f"  {c['name']}: {len(c['regressions'])} regression(s), {len(c['fixes'])} fix(es) since the baseline")
             for change in c["regressions"]:
                 lines.append(f"    regressed {change['check']}: {change['was']} -> {change['now']}")
+    if document["run"].get("interrupted"):
+        lines.append(INTERRUPTED_TEXT)
     return "\n".join(lines)
 
 
@@ -107,6 +113,8 @@ def render_html(document: Mapping[str, Any], findings: Mapping[str, Mapping[str,
         f'<p class="meta">{len(targets)} targets from <code>{escape(run["targets_file"])}</code>, '
         f'{run["duration_s"]} s, hypothesis profile {escape(run["hypothesis_profile"])}</p>',
     ]
+    if run.get("interrupted"):
+        parts.append(f"<p>{verdict_badge('warn')} <b>{escape(INTERRUPTED_TEXT)}</b></p>")
     if document.get("comparison"):
         parts.append(_comparison_html(document["comparison"]))
     parts.append(_summary_html(targets))
@@ -263,6 +271,8 @@ def render_markdown(document: Mapping[str, Any]) -> str:
     targets = document["targets"]
     names = [_md(t["name"]) for t in targets]
     out = ["# chatprobe compatibility audit", ""]
+    if document["run"].get("interrupted"):
+        out += [f"**{INTERRUPTED_TEXT}**", ""]
     out += ["| target | status | dialect | score | " + " | ".join(COUNTS) + " | must-features missing |"]
     out += ["|---|---|---|---|" + "---|" * len(COUNTS) + "---|"]
     for t in targets:

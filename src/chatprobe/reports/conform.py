@@ -9,7 +9,9 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
+from chatprobe import redact
 from chatprobe.reports.csv import write_checks
+from chatprobe.reports.files import write_text
 from chatprobe.reports.html import page, verdict_badge
 from chatprobe.rules import describe
 
@@ -24,7 +26,7 @@ def write_findings_json(document: Mapping[str, Any], report_dir: Path) -> Path:
     report_dir.mkdir(parents=True, exist_ok=True)
     path = report_dir / FINDINGS_FILE
     partial = report_dir / (FINDINGS_FILE + ".partial")
-    partial.write_text(json.dumps(document, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    partial.write_text(redact.scrub(json.dumps(document, indent=2, ensure_ascii=False)) + "\n", encoding="utf-8")
     os.replace(partial, path)
     return path
 
@@ -32,7 +34,7 @@ def write_findings_json(document: Mapping[str, Any], report_dir: Path) -> Path:
 def write_reports(document: Mapping[str, Any], report_dir: Path) -> Path:
     """findings.json, then findings.html rendered from it; returns the JSON's path."""
     path = write_findings_json(document, report_dir)
-    (report_dir / HTML_FILE).write_text(render_html(document), encoding="utf-8")
+    write_text(report_dir / HTML_FILE, render_html(document))
     write_checks(document, report_dir)
     return path
 
@@ -137,6 +139,8 @@ def render_table(document: Mapping[str, Any], *, width: int = 120) -> str:
         lines.append(f"note: {note}")
     if document.get("state") == "running":
         lines.append("the run did not finish: these are the checks it had completed")
+    elif document.get("state") == "interrupted":
+        lines.append("INTERRUPTED: the run was stopped; these are the checks it had completed")
     return "\n".join(lines)
 
 
@@ -148,6 +152,7 @@ def render_html(document: Mapping[str, Any]) -> str:
         f'<p class="meta">{escape(run["dialect"])} at <code>{escape(run["target"])}</code>'
         f'{" (embedded reference server)" if run["embedded"] else ""}, model <code>{escape(str(run["model"]))}</code>, '
         f'{run["duration_s"]} s, profile <code>{escape(str(run["profile"]))}</code></p>',
+        *_state_html(document),
         "<table><tr>"
         + "".join(f"<th>{verdict_badge(v)}</th>" for v in VERDICT_ORDER)
         + "</tr><tr>"
@@ -174,6 +179,18 @@ def render_html(document: Mapping[str, Any]) -> str:
         for finding in check["findings"]:
             parts.append(finding_html(finding, check["exchanges"]))
     return page("chatprobe conformance", "\n".join(parts))
+
+
+def _state_html(document: Mapping[str, Any]) -> list[str]:
+    """A run that did not finish says so at the top."""
+    state = document.get("state")
+    if state == "interrupted":
+        return [f"<p>{verdict_badge('warn')} <b>INTERRUPTED</b>: the run was stopped (SIGINT / SIGTERM);"
+                " this report covers the checks it had completed.</p>"]
+    if state == "running":
+        return [f"<p>{verdict_badge('warn')} the run did not finish: this report covers the checks it had"
+                " completed.</p>"]
+    return []
 
 
 def _causes_html(document: Mapping[str, Any]) -> list[str]:

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from chatprobe.metrics import RequestRecord
+from chatprobe.reports.files import write_text
 from chatprobe.reports.load import read_records  # the one reader of records.jsonl
 
 __all__ = [
@@ -70,9 +71,7 @@ def _render(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
 
 
 def _write(text: str, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8", newline="")  # keep the writer's CRLF as is
-    return path
+    return write_text(path, text, newline="")  # keep the writer's CRLF as is
 
 
 # --------------------------------------------------------------------------- conform

@@ -62,13 +62,19 @@ def render_junit(document: Mapping[str, Any]) -> str:
     causes = {c["id"]: c for c in root_causes(document)}
     failures = sum(1 for c in checks if c["verdict"] == "fail")
     skipped = sum(1 for c in checks if c["verdict"] in _SKIPPED)
+    interrupted = document.get("state") == "interrupted"
     suites = ET.Element("testsuites", name="pytest tests")
     suite = ET.SubElement(suites, "testsuite", {
-        "name": "pytest", "errors": "0", "failures": str(failures), "skipped": str(skipped),
-        "tests": str(len(checks)), "time": f"{run['duration_s']:.3f}",
+        "name": "pytest", "errors": "1" if interrupted else "0", "failures": str(failures),
+        "skipped": str(skipped), "tests": str(len(checks) + interrupted), "time": f"{run['duration_s']:.3f}",
         "timestamp": datetime.fromtimestamp(run["started_unix"], UTC).isoformat(),
     })
     suite_properties = ET.SubElement(suite, "properties")
+    if document.get("state"):
+        ET.SubElement(suite_properties, "property", name="chatprobe_state", value=str(document["state"]))
+    if interrupted:  # a run stopped early is an error of the run, not a pass
+        case = ET.SubElement(suite, "testcase", classname="chatprobe", name="run", time="0.000")
+        ET.SubElement(case, "error", message="interrupted (SIGINT / SIGTERM): the checks after this point did not run")
     for cause in causes.values():
         ET.SubElement(
             suite_properties,
@@ -104,6 +110,6 @@ def render_junit(document: Mapping[str, Any]) -> str:
 
 
 def write_junit(document: Mapping[str, Any], path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(render_junit(document), encoding="utf-8")
-    return path
+    from chatprobe.reports.files import write_text
+
+    return write_text(path, render_junit(document))

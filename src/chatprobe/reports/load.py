@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from chatprobe.metrics import RequestRecord, load_verdict
+from chatprobe.reports.files import write_text
 from chatprobe.reports.html import num, page, table, verdict_badge
 from chatprobe.reports.svg import histogram, line_chart
 
@@ -184,5 +185,5 @@ def write_report(doc: dict[str, Any], path: Path) -> Path:
     """Render ``doc`` (with the records file next to it, if any) into ``path``."""
     records_file = path.parent / doc["run"].get("records_file", "records.jsonl")
     records = read_records(records_file) if records_file.is_file() else None
-    path.write_text(render(doc, records), encoding="utf-8")
+    write_text(path, render(doc, records))
     return path

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from chatprobe.metrics import Gate
+from chatprobe.reports.files import write_text
 from chatprobe.reports.html import num, page, table, verdict_badge
 from chatprobe.reports.svg import line_chart
 
@@ -171,5 +172,5 @@ def render(doc: dict[str, Any]) -> str:
 
 
 def write_report(doc: dict[str, Any], path: Path) -> Path:
-    path.write_text(render(doc), encoding="utf-8")
+    write_text(path, render(doc))
     return path

@@ -18,15 +18,38 @@ accepted (curl's ``-d`` sends a form type; we do not guess). Unknown paths
 get 404 JSON, wrong methods 405, both in the path's dialect envelope when it
 has one. Every model id is served except those containing ``no-such-model``,
 which get 404 ``model_not_found`` (OpenAI's answer for an unknown model).
+
+Safe to expose (the limits hold whatever faults are on; each refusal is in
+the route's dialect envelope with a message saying which limit and how to
+change it):
+
+* a body over ``--max-body-bytes`` (default 4 MiB) is refused 413, by its
+  ``Content-Length`` before it is read or as soon as it grows past the cap,
+  and the bodies being read at once hold at most :data:`BODY_BYTES_IN_FLIGHT`
+  (past it: 429);
+* an output cap (``max_tokens``, ``max_completion_tokens``, ``min_tokens``)
+  over ``--max-output-tokens`` (default 32768), more choices, logprobs, stop
+  sequences or tools than :func:`validate.check_limits` allows: 400;
+* more than ``--max-concurrent-streams`` requests in flight (default 1024,
+  streams and non-stream answers, read, queued or generating): 429 with
+  ``Retry-After: 1``;
+* tokens are generated as they are written (a plan holds no token list; a
+  long non-stream body is written in pieces, chunked) and every write waits
+  for the client (uvicorn's flow control): memory does not grow with the
+  answer;
+* shutdown (SIGTERM, SIGINT): :meth:`ReferenceApp.close` ends every request at
+  once — a request not yet answered gets 503, an open stream is cut — so the
+  process exits well within 2 s, however many streams are open.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,7 +58,8 @@ import orjson
 from chatprobe.server import chunks, faults, generate, validate
 from chatprobe.server.chunks import CHUNK, ERROR, HUGE, RESET, STALL, TRUNCATE, Item
 from chatprobe.server.faults import FaultHooks
-from chatprobe.server.latency import Capacity, Schedule
+from chatprobe.server.generate import DEFAULT_MAX_OUTPUT_TOKENS, Plan
+from chatprobe.server.latency import DEFAULT_MAX_OPEN, Capacity, Schedule
 from chatprobe.server.truth import TruthLog, TruthRecord
 from chatprobe.server.validate import RequestError
 from chatprobe.server.wire import Encoder
@@ -47,8 +71,11 @@ Send = Callable[[Message], Awaitable[None]]
 
 DEFAULT_MODEL = "chatprobe-reference"
 UNKNOWN_MODEL_MARKER = "no-such-model"  # model ids the reference server does not serve
-MAX_BODY_BYTES = 16 * 1024 * 1024
+DEFAULT_MAX_BODY_BYTES = 4 * 1024 * 1024  # serve --max-body-bytes
+BODY_BYTES_IN_FLIGHT = 64 * 1024 * 1024  # request bodies being read at once, all requests
 MAX_BATCH_EVENTS = 256  # events per send when a stream is behind; then yield to other streams
+WHOLE_BODY_BYTES = 1024 * 1024  # a longer non-stream body is written in pieces (chunked)
+PIECE_BYTES = 256 * 1024  # ... of about this size, yielding to other requests between them
 _JSON = b"application/json"
 _SSE_HEADERS = [(b"cache-control", b"no-cache"), (b"x-accel-buffering", b"no")]
 
@@ -68,6 +95,9 @@ class ServerOptions:
     seed: int = 0
     truth_records: int = 10_000
     model: str = DEFAULT_MODEL
+    max_output_tokens: int = DEFAULT_MAX_OUTPUT_TOKENS
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    max_concurrent_streams: int = DEFAULT_MAX_OPEN
     # The process is the server's own (chatprobe serve): keep the garbage collector
     # to young objects (see ReferenceApp._freeze_young). Never in a test's thread server.
     freeze_gc: bool = False
@@ -97,8 +127,26 @@ class _Disconnect:
         self.task.cancel()
 
 
+class _Tracked:
+    """The ASGI send of one request, noting whether its response has started."""
+
+    __slots__ = ("send", "started")
+
+    def __init__(self, send: Send) -> None:
+        self.send = send
+        self.started = False
+
+    async def __call__(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            self.started = True
+        await self.send(message)
+
+
 class _ResetConnection(Exception):
     """Raised to drop the connection mid-response (the reset-mid-stream fault)."""
+
+
+_SHUTTING_DOWN = RequestError(503, "the server is shutting down; retry later", None, "overload", "shutting_down")
 
 
 class ReferenceApp:
@@ -106,13 +154,24 @@ class ReferenceApp:
         self.options = options
         names = faults.validate_names(options.faults)
         self.hooks = {d: FaultHooks(names, d) for d in faults.ALL}
-        self.capacity = Capacity(options.max_concurrency, options.itl_per_active_ms, options.max_queue)
+        self.capacity = Capacity(options.max_concurrency, options.itl_per_active_ms, options.max_queue,
+                                 options.max_concurrent_streams)
         self.truth = TruthLog(options.truth_records)
+        self.closing = False
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._body_bytes = 0  # bytes of request bodies being read, all requests
         self._freezing = False
         self._freeze_ticks = 0
         self.ttft_ns = int(options.ttft_ms * 1_000_000)
         self.itl_ns = int(options.itl_ms * 1_000_000)
         self.jitter_ns = int(options.jitter_ms * 1_000_000)
+
+    def close(self) -> None:
+        """Shutdown: end every request now (the process is about to exit). A request not
+        yet answered gets 503, an open stream is cut; no new request is served."""
+        self.closing = True
+        for task in list(self._tasks):
+            task.cancel()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -120,6 +179,35 @@ class ReferenceApp:
             return
         if scope["type"] != "http":
             return
+        if self.closing:
+            await self._shutting_down(scope, send)
+            return
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)
+        tracked = _Tracked(send)
+        try:
+            await self._http(scope, receive, tracked)
+        except asyncio.CancelledError:
+            if not self.closing:
+                raise
+            task.uncancel()  # ours (close()): answer if nothing was sent yet, and end normally
+            if not tracked.started:
+                await self._shutting_down(scope, send)
+        finally:
+            self._tasks.discard(task)
+
+    async def _shutting_down(self, scope: Scope, send: Send) -> None:
+        """503: the server is going away (at most 200 ms spent on it: a client that reads
+        nothing gets its connection closed instead)."""
+        route = _route(scope["path"])
+        dialect = route[0] if route is not None else "openai"
+        body = validate.error_body(dialect, _SHUTTING_DOWN)
+        with contextlib.suppress(RuntimeError, OSError, TimeoutError):
+            async with asyncio.timeout(0.2):
+                await _json(send, 503, body, [(b"retry-after", b"1"), (b"connection", b"close")])
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self.options.freeze_gc and not self._freezing:
             self._freezing = True
             self._freeze_young()
@@ -129,7 +217,7 @@ class ReferenceApp:
         method: str = scope["method"]
         headers = dict(scope["headers"])
         if path.startswith("/_chatprobe/"):
-            await self._control(path, method, send)
+            await self._control(path, method, receive, send)
             return
         route = _route(path)
         if route is None and "unknown-path-200" in self.options.faults:
@@ -159,6 +247,26 @@ class ReferenceApp:
                 return
             if method != "POST":
                 raise RequestError(405, f"method {method} not allowed", None, "path")
+            if not self.capacity.enter():
+                streams = self.options.max_concurrent_streams
+                await self._reject(send, hooks, RequestError(
+                    429, f"too many requests in flight: this server serves at most {streams} at once "
+                    "(chatprobe serve --max-concurrent-streams); retry later", None, "admission",
+                    "too_many_requests"), headers, [(b"retry-after", b"1")])
+                return
+        except RequestError as error:
+            await self._reject(send, hooks, error, headers)
+            return
+        try:
+            await self._admitted(scope, receive, send, dialect, params, hooks, headers, received_ns)
+        finally:
+            self.capacity.leave()
+
+    async def _admitted(self, scope: Scope, receive: Receive, send: Send, dialect: str,
+                        params: dict[str, str], hooks: FaultHooks, headers: dict[bytes, bytes],
+                        received_ns: int) -> None:
+        """A dialect request counted in flight: read, validate, plan, serve."""
+        try:
             if "task_type" in params and params["task_type"] not in ("completion",
                                                                       "chat_completion"):
                 raise RequestError(400, f"task type [{params['task_type']}] does not support "
@@ -187,7 +295,22 @@ class ReferenceApp:
         except RequestError as error:
             if await self._reject(send, hooks, error, headers):
                 return
-        await self._serve(scope, receive, send, dialect, params, hooks, body, headers, received_ns)
+        try:  # never bypassed by a fault: what this server does for anyone
+            validate.check_limits(body, self.options.max_output_tokens)
+        except RequestError as error:
+            await self._reject(send, hooks, error, headers)
+            return
+        # Planned at once, and the body dropped: an open request holds its plan, not its body.
+        model = body.get("model") if isinstance(body.get("model"), str) else None
+        plan = generate.make_plan(
+            body, dialect=dialect, model=model or params.get("inference_id") or self.options.model,
+            server_seed=self.options.seed, created=int(time.time()), quirks=hooks.quirks,
+            max_output_tokens=self.options.max_output_tokens)
+        stream = dialect.startswith("elastic") or body.get("stream") is True
+        request = {"tool_choice": body.get("tool_choice")}  # all the fault hooks read of it
+        del body
+        await self._serve(scope, receive, send, dialect, hooks, plan, stream, request, headers,
+                          received_ns)
 
     async def _read_json(self, receive: Receive, headers: dict[bytes, bytes]) -> Any:
         content_type = headers.get(b"content-type")
@@ -196,20 +319,36 @@ class ReferenceApp:
             if media != _JSON and not media.endswith(b"+json"):
                 raise RequestError(415, f"unsupported Content-Type {content_type.decode(errors='replace')!r}; "
                                    "use application/json", None, "media", "unsupported_media_type")
+        cap = self.options.max_body_bytes
+        too_large = RequestError(413, f"request body too large: this server reads at most {cap} bytes "
+                                 "(chatprobe serve --max-body-bytes)", None, "admission", "request_too_large")
+        declared = headers.get(b"content-length", b"").strip()
+        if declared.isdigit() and (len(declared) > 18 or int(declared) > cap):
+            raise too_large  # before reading a byte of it
         chunks_: list[bytes] = []
         size = 0
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                raise RequestError(400, "client disconnected", None, "syntax")
-            chunks_.append(message.get("body", b""))
-            size += len(chunks_[-1])
-            if size > MAX_BODY_BYTES:
-                raise RequestError(413, "request body too large", None, "syntax")
-            if not message.get("more_body"):
-                break
         try:
-            return orjson.loads(b"".join(chunks_))
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    raise RequestError(400, "client disconnected", None, "syntax")
+                piece = message.get("body", b"")
+                size += len(piece)
+                self._body_bytes += len(piece)
+                if size > cap:
+                    raise too_large
+                if self._body_bytes > max(BODY_BYTES_IN_FLIGHT, cap):
+                    raise RequestError(429, "too many request bodies being read at once; retry later",
+                                       None, "admission", "too_many_requests")
+                chunks_.append(piece)
+                if not message.get("more_body"):
+                    break
+            data = b"".join(chunks_)
+        finally:
+            self._body_bytes -= size
+        del chunks_
+        try:
+            return orjson.loads(data)
         except orjson.JSONDecodeError as exc:
             raise RequestError(400, f"malformed JSON body: {exc}", None, "syntax",
                                "invalid_json") from None
@@ -223,7 +362,9 @@ class ReferenceApp:
             return False
         status, body = decided
         extra = _request_id_header(headers) + (more_headers or [])
-        if hooks.dialect.startswith("elastic") and error.kind not in ("auth", "path", "model"):
+        if error.status == 413:  # the rest of the body is not read: do not keep the connection
+            extra.append((b"connection", b"close"))
+        if hooks.dialect.startswith("elastic") and error.kind not in ("auth", "path", "model", "admission"):
             # as Elasticsearch does before a stream opens: an SSE error event with a 4xx status
             data = b"event: error\ndata: " + orjson.dumps(body) + b"\n\n"
             await _send_whole(send, status, b"text/event-stream", data, extra)
@@ -232,13 +373,8 @@ class ReferenceApp:
         return True
 
     async def _serve(self, scope: Scope, receive: Receive, send: Send, dialect: str,
-                     params: dict[str, str], hooks: FaultHooks, body: dict[str, Any],
+                     hooks: FaultHooks, plan: Plan, stream: bool, request: dict[str, Any],
                      headers: dict[bytes, bytes], received_ns: int) -> None:
-        model = body.get("model") if isinstance(body.get("model"), str) else None
-        plan = generate.make_plan(
-            body, dialect=dialect, model=model or params.get("inference_id") or self.options.model,
-            server_seed=self.options.seed, created=int(time.time()), quirks=hooks.quirks)
-        stream = dialect.startswith("elastic") or body.get("stream") is True
         request_id = headers.get(b"x-request-id")
         record = TruthRecord(request_id.decode(errors="replace") if request_id else plan.id,
                              scope["path"], dialect, received_ns, stream=stream)
@@ -257,7 +393,7 @@ class ReferenceApp:
             schedule = Schedule(record.started_ns, self.ttft_ns, self.itl_ns, self.jitter_ns,
                                 self.capacity, plan.choices[0].token_count if plan.choices else 0)
             if stream:
-                items = hooks.items(chunks.stream_items(plan, dialect), plan, body)
+                items = hooks.items(chunks.stream_items(plan, dialect, hooks.sequential), plan, request)
                 await self._stream(receive, send, hooks, items, record, schedule,
                                    response_headers)
             else:
@@ -266,9 +402,10 @@ class ReferenceApp:
                 delay = due - time.perf_counter_ns()
                 if delay > 0:
                     await asyncio.sleep(delay / 1e9)
-                response = hooks.response(chunks.response_body(plan, dialect), body)
+                skeleton = chunks.response_body(plan, dialect)
+                skeleton = skeleton._replace(body=hooks.response(skeleton.body, request))
                 record.status = 200
-                await _json(send, 200, response, response_headers)
+                await _send_parts(send, receive, chunks.body_parts(skeleton), response_headers)
             record.finished_ns = time.perf_counter_ns()
         except _ResetConnection:
             record.finished_ns = time.perf_counter_ns()
@@ -291,13 +428,15 @@ class ReferenceApp:
             out.append(start)
         pending_tokens = 0
 
+        truth = self.truth
+
         async def flush() -> None:
             nonlocal pending_tokens
             if not out:
                 return
             written = time.perf_counter_ns()
             if pending_tokens:
-                record.token_ns.extend([written] * pending_tokens)
+                truth.stamp(record, written, pending_tokens)
                 pending_tokens = 0
             data = b"".join(out)
             out.clear()
@@ -337,7 +476,8 @@ class ReferenceApp:
                     return
                 elif kind == HUGE:
                     await flush()
-                    await _huge_event(send, encoder.encode(item._replace(kind=CHUNK)), record)
+                    self.truth.stamp(record, time.perf_counter_ns())
+                    await _huge_event(send, encoder.encode(item._replace(kind=CHUNK)))
             await flush()
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         finally:
@@ -359,11 +499,11 @@ class ReferenceApp:
             gc.freeze()
         asyncio.get_running_loop().call_later(0.010, self._freeze_young)
 
-    async def _control(self, path: str, method: str, send: Send) -> None:
+    async def _control(self, path: str, method: str, receive: Receive, send: Send) -> None:
         if path == "/_chatprobe/health" and method == "GET":
             await _json(send, 200, {"status": "ok"})
         elif path == "/_chatprobe/truth" and method == "GET":
-            await _json(send, 200, self.truth.to_json())
+            await _send_parts(send, receive, self.truth.json_parts())
         elif path == "/_chatprobe/truth" and method == "DELETE":
             cleared = len(self.truth.records)
             self.truth.clear()
@@ -374,7 +514,7 @@ class ReferenceApp:
                                               "code": "not_found"}})
 
 
-async def _huge_event(send: Send, event: bytes, record: TruthRecord) -> None:
+async def _huge_event(send: Send, event: bytes) -> None:
     """The event with 50 MB of text spliced into its first string value, sent in 1 MB pieces."""
     for marker in (b'"content":"', b'"delta":"', b'"arguments":"'):
         cut = event.find(marker)
@@ -383,7 +523,6 @@ async def _huge_event(send: Send, event: bytes, record: TruthRecord) -> None:
             break
     else:
         cut = len(event) // 2
-    record.token_ns.append(time.perf_counter_ns())
     await send({"type": "http.response.body", "body": event[:cut], "more_body": True})
     piece = b"x" * (1024 * 1024)
     for _ in range(faults.HUGE_FRAME_BYTES // len(piece)):
@@ -456,6 +595,41 @@ async def _send_whole(send: Send, status: int, content_type: bytes, body: bytes,
                 "headers": [(b"content-type", content_type),
                             (b"content-length", str(len(body)).encode()), *(headers or [])]})
     await send({"type": "http.response.body", "body": body, "more_body": False})
+
+
+async def _send_parts(send: Send, receive: Receive, parts: Iterable[bytes],
+                      headers: list[tuple[bytes, bytes]] | None = None) -> None:
+    """A 200 JSON body made of ``parts``: whole (with Content-Length) when short; else
+    chunked, written in pieces as they are made, other requests served between pieces,
+    each write waiting for the client (flow control) — never the whole body in memory."""
+    parts = iter(parts)
+    head: list[bytes] = []
+    size = 0
+    for part in parts:
+        head.append(part)
+        size += len(part)
+        if size >= WHOLE_BODY_BYTES:
+            break
+    else:
+        await _send_whole(send, 200, _JSON, b"".join(head), headers)
+        return
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-type", _JSON), *(headers or [])]})
+    disconnect = _Disconnect(receive)
+    try:
+        for part in parts:
+            head.append(part)
+            size += len(part)
+            if size >= PIECE_BYTES:
+                await send({"type": "http.response.body", "body": b"".join(head), "more_body": True})
+                head.clear()
+                size = 0
+                await asyncio.sleep(0)
+                if disconnect.event.is_set():
+                    return
+        await send({"type": "http.response.body", "body": b"".join(head), "more_body": False})
+    finally:
+        disconnect.close()
 
 
 async def _json(send: Send, status: int, body: Any,

@@ -334,6 +334,8 @@ class FaultHooks:
             invalid_utf8_event=1 if on("invalid-utf8") else -1,
         )
         self.one_byte = on("one-byte-writes")
+        # n-sequential: chunks.stream_items orders the choices itself (nothing buffered here)
+        self.sequential = on("n-sequential")
         self.split_writes = on("split-writes")
 
     # --- hook 1: validation errors ------------------------------------------------
@@ -427,8 +429,6 @@ class FaultHooks:
         held: Item | None = None  # usage-merged: the last finish chunk waits for the usage chunk
         last_chunk: Item | None = None
         after = AFTER_TOKENS
-        if on("n-sequential"):
-            items = self._sequential(items)
         for item in items:
             if item.kind == CHUNK and item.body is not None:
                 body = item.body
@@ -539,23 +539,6 @@ class FaultHooks:
         if streamed and on("usage-stream-differs"):
             usage["prompt_tokens"] += 3
             usage["total_tokens"] += 3
-
-    @staticmethod
-    def _sequential(items: Iterator[Item]) -> Iterator[Item]:
-        """n-sequential: choice 0's chunks as they come, then each other choice's, in index order,
-        before the first item that belongs to no choice (usage chunk, terminator)."""
-        later: dict[int, list[Item]] = {}
-        for item in items:
-            if item.kind == CHUNK and item.choice > 0:
-                later.setdefault(item.choice, []).append(item)
-                continue
-            if later and not (item.kind == CHUNK and item.choice == 0):
-                for index in sorted(later):
-                    yield from later[index]
-                later.clear()
-            yield item
-        for index in sorted(later):
-            yield from later[index]
 
     @staticmethod
     def _arguments_object(body: dict[str, Any], plan: Plan) -> bool:

@@ -19,6 +19,11 @@ Formulas (all times in ms; a later issue computes capacity from them):
   requests generating and N already queued is refused at once with 503 and
   ``Retry-After: 1`` in the dialect's error envelope, as a gateway in front of
   a full GPU server answers. Without it the queue is unbounded.
+* Open requests: with ``--max-concurrent-streams S`` (default
+  :data:`DEFAULT_MAX_OPEN`) at most S requests are in flight at once — being
+  read, queued or generating, streamed or not; one more is refused at once
+  with 429 and ``Retry-After: 1``. This is the server's own safety limit, not
+  part of the model: it bounds what any number of clients can make it hold.
 * ``Uk`` is uniform in ``[0, jitter_ms)``, drawn from a generator seeded by
   the server's ``--seed`` and the request; due times never go backwards.
 * Writes follow the due times within the event loop's timer resolution
@@ -40,16 +45,32 @@ import collections
 import time
 from random import Random
 
+DEFAULT_MAX_OPEN = 1024  # serve --max-concurrent-streams
+
 
 class Capacity:
-    """FIFO admission with at most ``limit`` requests generating at once (None: no limit)."""
+    """FIFO admission with at most ``limit`` requests generating at once (None: no limit),
+    and at most ``max_open`` requests in flight at all (None: no limit)."""
 
-    def __init__(self, limit: int | None, itl_per_active_ms: float, max_queue: int | None = None) -> None:
+    def __init__(self, limit: int | None, itl_per_active_ms: float, max_queue: int | None = None,
+                 max_open: int | None = None) -> None:
         self.limit = limit
         self.max_queue = max_queue
+        self.max_open = max_open
         self.itl_per_active_ns = int(itl_per_active_ms * 1_000_000)
         self.active = 0
+        self.open = 0  # requests in flight: read, queued or generating (enter / leave)
         self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+
+    def enter(self) -> bool:
+        """Count a request in flight; False (not counted) when ``max_open`` are already."""
+        if self.max_open is not None and self.open >= self.max_open:
+            return False
+        self.open += 1
+        return True
+
+    def leave(self) -> None:
+        self.open -= 1
 
     def full(self) -> bool:
         """Every slot busy and the queue at ``max_queue``: refuse rather than wait."""

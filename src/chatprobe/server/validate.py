@@ -5,7 +5,13 @@ number outside its documented range — the faults ``out-of-range-accepted``
 and ``out-of-range-500`` act on exactly these), ``type``, ``missing``,
 ``syntax`` (malformed JSON), ``media`` (wrong Content-Type, 415), ``auth``
 (401), ``path`` (404), ``model`` (404: a model the server does not serve) and
-``query`` (a query parameter's value, e.g. Elastic's ``timeout``).
+``query`` (a query parameter's value, e.g. Elastic's ``timeout``), ``limit``
+(400: beyond what this server generates for anyone — an output cap over
+``--max-output-tokens``, too many choices, logprobs, stop sequences or tools:
+:func:`check_limits`), ``admission`` (refused before the request is handled:
+a body over ``--max-body-bytes`` 413, too many requests in flight 429) and
+``overload`` (503, ``--max-queue``). No fault lets a ``limit`` or
+``admission`` error through.
 
 Envelopes:
 
@@ -274,17 +280,49 @@ def validate_timeout(value: str | None, *, durations_only: bool = False) -> None
                            "timeout", "query")
 
 
+# What this server does for any request (the documents leave a model's limits to the model;
+# these are a laptop's). The output cap is the server's option (--max-output-tokens).
+MAX_CHOICES = 1024  # n; documented 1..128 (a fault may accept more, never more than this)
+MAX_TOP_LOGPROBS = 100  # documented 0..20
+MAX_STOP_SEQUENCES = 16  # documented up to 4
+MAX_TOOLS = 128  # OpenAI: "A max of 128 functions are supported."
+
+
+def check_limits(body: Any, max_output_tokens: int) -> None:
+    """Raise a ``limit`` RequestError (400) if the request asks for more than this server
+    generates for anyone, whatever the dialect validated or a fault let through."""
+    if not isinstance(body, dict):
+        return
+    for name in ("max_tokens", "max_completion_tokens", "min_tokens"):
+        value = body.get(name)
+        if isinstance(value, int) and not isinstance(value, bool) and value > max_output_tokens:
+            raise RequestError(400, f"{name} is too large: {value}. This server generates at most "
+                               f"{max_output_tokens} tokens per choice (chatprobe serve --max-output-tokens).",
+                               name, "limit", "invalid_value")
+    for name, most in (("n", MAX_CHOICES), ("top_logprobs", MAX_TOP_LOGPROBS)):
+        value = body.get(name)
+        if isinstance(value, int) and not isinstance(value, bool) and value > most:
+            raise RequestError(400, f"{name} is too large: {value}. This server allows at most {most}.",
+                               name, "limit", "invalid_value")
+    for name, most in (("stop", MAX_STOP_SEQUENCES), ("tools", MAX_TOOLS)):
+        value = body.get(name)
+        if isinstance(value, list) and len(value) > most:
+            raise RequestError(400, f"'{name}' has {len(value)} entries. This server allows at most {most}.",
+                               name, "limit", "invalid_value")
+
+
 _ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
-                404: "not_found_error",
-                415: "invalid_request_error", 500: "server_error", 503: "server_overloaded"}
+                404: "not_found_error", 413: "invalid_request_error",
+                415: "invalid_request_error", 429: "rate_limit_error", 500: "server_error",
+                503: "server_overloaded"}
 _ES_TYPES = {400: "status_exception", 401: "security_exception", 403: "security_exception",
-             404: "resource_not_found_exception",
-             415: "media_type_header_exception", 500: "exception",
-             503: "es_rejected_execution_exception"}
+             404: "resource_not_found_exception", 413: "content_too_long_exception",
+             415: "media_type_header_exception", 429: "es_rejected_execution_exception",
+             500: "exception", 503: "es_rejected_execution_exception"}
 
 
 def error_body(dialect: str, error: RequestError) -> dict[str, Any]:
-    if dialect == "elastic-completion" or (dialect == "elastic-chat" and error.kind in ("auth", "model")):
+    if dialect == "elastic-completion" or (dialect == "elastic-chat" and error.kind in ("auth", "model", "admission")):
         es_type = _ES_TYPES.get(error.status, "exception")
         cause = {"type": es_type, "reason": error.message}
         return {"error": {"root_cause": [cause], **cause}, "status": error.status}
