@@ -33,11 +33,10 @@ from pathlib import Path
 
 import httpx
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
+from chatprobe.metrics import RequestRecord, percentile
+from chatprobe.server.runner import spawn_server
 
-from chatprobe.metrics import RequestRecord, percentile  # noqa: E402
-from chatprobe.server.runner import spawn_server  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 MAX_TOKENS = 64
 

@@ -64,11 +64,10 @@ from typing import Any
 
 import httpx
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
+from chatprobe.metrics import RequestRecord, percentile
+from chatprobe.server.runner import spawn_server, spawn_server_process
 
-from chatprobe.metrics import RequestRecord, percentile  # noqa: E402
-from chatprobe.server.runner import spawn_server, spawn_server_process  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 TOKENS = 256
 

@@ -41,10 +41,11 @@ from locust.env import Environment
 from locust.exception import RPCError
 from locust.runners import STATE_STOPPED, STATE_STOPPING, MasterRunner, WorkerRunner
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # as `locust -f` would
-import chatprobe_locust as cl
-
 from chatprobe import children, redact
+from chatprobe.load import protocol
+from chatprobe.load import users as cl
+from chatprobe.load.clocks import stamps_used
+from chatprobe.load.state import state
 from chatprobe.loadplan import SETTINGS_ENV, LoadSettings, rate_at, split_host_port, stage_at
 from chatprobe.metrics import (
     RequestRecord,
@@ -90,11 +91,11 @@ def run_worker(s: LoadSettings, host: str, port: int) -> int:
     runner: WorkerRunner = env.create_worker_runner(host, port)
 
     def on_flush(environment: Environment, msg: Any, **_: Any) -> None:
-        cl.state.stopping = True
+        state.stopping = True
         runner.send_message("chatprobe_final", cl.worker_payload(final=True))
 
     def on_layout(environment: Environment, msg: Any, **_: Any) -> None:
-        cl.state.generators = int(msg.data["generators"])
+        state.generators = int(msg.data["generators"])
 
     runner.register_message("chatprobe_flush", on_flush)
     runner.register_message("chatprobe_layout", on_layout)
@@ -117,14 +118,14 @@ class _Progress:
         if not self.s.progress or (not final and now - self.last_line < every):
             return
         self.last_line = now
-        records = cl.state.collector.records
+        records = state.collector.records
         horizon = time.perf_counter_ns() - 5_000_000_000
         recent = [r for r in records[-5000:] if (r.t_end_ns or 0) >= horizon]
         ok = [r for r in recent if r.ok]
         tokens = sum(r.output_tokens or 0 for r in ok)
         ttfts = [t for r in ok if (t := r.ttft_ms) is not None]
         failed = sum(1 for r in records if not r.ok)
-        lags = cl.state.health.lags_ms[-500:] if cl.state.health else []
+        lags = state.health.lags_ms[-500:] if state.health else []
         line = (
             f"[{elapsed:5.1f}/{self.s.duration_s:g}s] users {users} | requests {len(records)}"
             f" (failed {failed}) | {tokens / 5:,.0f} tok/s"
@@ -184,7 +185,7 @@ def run_main(s: LoadSettings) -> int:
                                  "workers connected" + (" (interrupted)" if stop.is_set() else "") + "\n")
                 return 2
             gevent.sleep(0.05)
-        cl.state.generators = expected
+        state.generators = expected
         for client in runner.clients.all:  # before any spawn message: same socket, in order
             runner.send_message("chatprobe_layout", {"generators": expected}, client.id)
     else:
@@ -195,9 +196,9 @@ def run_main(s: LoadSettings) -> int:
     if s.stages:
         runner.start_shape()
     else:
-        users = cl.state.share() if s.open_loop else s.users
+        users = state.share() if s.open_loop else s.users
         runner.start(users, spawn_rate=s.spawn_rate or float(users))
-    t0_ns = cl.state.t0_ns or time.perf_counter_ns()
+    t0_ns = state.t0_ns or time.perf_counter_ns()
     progress = _Progress(s)
     end = time.perf_counter() + s.duration_s
     next_sample = 0.0
@@ -212,9 +213,9 @@ def run_main(s: LoadSettings) -> int:
             break
         stop.wait(min(remaining, 0.25))
     t_stop_ns = time.perf_counter_ns()
-    cl.state.stopping = True
-    if cl.state.health is not None:
-        cl.state.health.stop()  # the generator's CPU is that of the load, not of the report
+    state.stopping = True
+    if state.health is not None:
+        state.health.stop()  # the generator's CPU is that of the load, not of the report
     progress.show((t_stop_ns - t0_ns) / 1e9, runner.user_count, final=True)
 
     finals_missing: list[str] = []
@@ -262,7 +263,7 @@ def _in_window(p: dict[str, Any], window: tuple[int, int]) -> list[float]:
 
 def _health(s: LoadSettings, dispatch_p99: float | None, window: tuple[int, int]) -> dict[str, Any]:
     processes = []
-    own = cl.state.health.to_json() if cl.state.health else None
+    own = state.health.to_json() if state.health else None
     if s.distributed:
         for wid, payload in sorted(cl.inbox.latest.items()):
             if payload.get("health"):
@@ -314,6 +315,18 @@ def _health(s: LoadSettings, dispatch_p99: float | None, window: tuple[int, int]
     return out
 
 
+def _level_at(s: LoadSettings, t_s: float) -> dict[str, Any]:
+    """The planned load level ``t_s`` seconds into the test: its stage (a plan's), users or rate."""
+    if s.stages:
+        now = stage_at(s.stages, t_s)
+        if now is None:
+            now = (len(s.stages) - 1, s.stages[-1])
+        i, stage = now
+        rate = rate_at(s.stages, t_s) if stage.users is None else None
+        return {"stage": i, "users": stage.users, "rate": rate, "t_s": t_s}
+    return {"stage": None, "users": None if s.open_loop else s.users, "rate": s.rate, "t_s": t_s}
+
+
 def _write_outputs(
     s: LoadSettings,
     t0_ns: int,
@@ -325,7 +338,7 @@ def _write_outputs(
 ) -> int:
     out_dir = Path(s.report_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    records: list[RequestRecord] = sorted(cl.state.collector.records, key=lambda r: r.t_sent_ns)
+    records: list[RequestRecord] = sorted(state.collector.records, key=lambda r: r.t_sent_ns)
     with open(out_dir / "records.jsonl", "wb") as f:
         for r in records:  # a record's error text may quote a server that echoed the key
             f.write(redact.scrub(json.dumps(r.to_json(), separators=(",", ":"))).encode() + b"\n")
@@ -338,9 +351,9 @@ def _write_outputs(
     if finals_missing:
         health["untrustworthy_reasons"].append(f"no final records from workers {finals_missing}")
         health["trustworthy"] = False
-    findings: dict[str, int] = dict(cl.state.findings)
-    reconnects: dict[str, int] = dict(cl.state.reconnects)
-    examples: dict[str, str] = dict(cl.state.failure_examples)
+    findings: dict[str, int] = dict(state.findings)
+    reconnects: dict[str, int] = dict(state.reconnects)
+    examples: dict[str, str] = dict(state.failure_examples)
     for payload in cl.inbox.final.values():
         for rule, n in payload["findings"].items():
             findings[rule] = findings.get(rule, 0) + n
@@ -348,6 +361,9 @@ def _write_outputs(
             reconnects[when] = reconnects.get(when, 0) + n
         for reason, example in payload.get("failure_examples", {}).items():
             examples.setdefault(reason, example)
+    tally = protocol.merge([(state.protocol.to_json(), 0),
+                            *((p["protocol"], cl.inbox.clock_offsets_ns.get(wid, 0))
+                              for wid, p in cl.inbox.final.items() if "protocol" in p)])
     summary_json = summary.to_json()
     verdict = load_verdict(summary_json["requests"], health["untrustworthy_reasons"], examples)
     doc = {
@@ -361,9 +377,9 @@ def _write_outputs(
             "warmup_s": s.warmup_s,
             "t0_ns": t0_ns,
             "processes": s.processes,
-            "generators": cl.state.share(),
+            "generators": state.share(),
             "client": s.client,
-            "stamps": cl.stamps_used(s),
+            "stamps": stamps_used(s),
             "records_file": "records.jsonl",
             "records": len(records),
             # Keep-alive connections found closed by the server (legal: RFC 9112 §9.3.1);
@@ -376,6 +392,7 @@ def _write_outputs(
         "load_profile": load_profile,
         "health": health,
         "protocol_findings": dict(sorted(findings.items())),
+        "protocol_under_load": protocol.at_levels(tally, t0_ns, lambda t: _level_at(s, t)),
     }
     tmp = out_dir / "summary.json.tmp"
     tmp.write_text(redact.scrub(json.dumps(doc, indent=2)), encoding="utf-8")
@@ -396,7 +413,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.write(f"chatprobe load: error: {SETTINGS_ENV} is not set\n")
         return 2
     s = LoadSettings.loads(raw)
-    cl.state.settings = s
+    state.settings = s
     # chatprobe.redact: this process knows the run's secrets too, and scrubs what it writes.
     redact.add_url(s.target)
     if s.api_key_env:

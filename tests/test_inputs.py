@@ -203,7 +203,7 @@ def test_every_command_is_in_the_table() -> None:
 
 # --------------------------------------------------------------------------- in process
 def _load_args(*argv: str) -> tuple[object, object]:
-    from chatprobe.commands.load import apply_plan, settings_from_args
+    from chatprobe.loadrun import apply_plan, settings_from_args
 
     args = build_parser().parse_args(["load", *argv])
     apply_plan(args)

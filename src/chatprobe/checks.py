@@ -87,14 +87,23 @@ def stream_findings(
 
 
 def response_findings(ex: Exchange, profile: Profile) -> tuple[list[Finding], Any]:
+    return response_body_findings(ex.body, ex.status, profile)
+
+
+def response_body_findings(
+    raw: bytes, status: int | None, profile: Profile, *, check_schema: bool = True
+) -> tuple[list[Finding], Any]:
+    """A non-stream response body's findings and its parsed value (None: not JSON): the one
+    reader of non-stream answers, conformance's and the load generator's
+    (:mod:`chatprobe.load.client`; ``check_schema`` False there unless asked for)."""
     try:
-        body = ex.json_body()
+        body = json.loads(raw)
     except ValueError as exc:
         return [error("response.not_json", f"the response body is not JSON: {exc}")], None
     if isinstance(body, dict) and "error" in body and "choices" not in body:
-        return [error("response.error_in_200", f"HTTP {ex.status} with an error body: {str(body)[:300]}")], body
+        return [error("response.error_in_200", f"HTTP {status} with an error body: {str(body)[:300]}")], body
     found: list[Finding] = []
-    if profile.schemas.get("response"):
+    if check_schema and profile.schemas.get("response"):
         for err in profile.validator("response").errors(body):
             found.append(
                 error(

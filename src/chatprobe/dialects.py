@@ -79,16 +79,41 @@ def simple_request(
     path_values: Mapping[str, str] | None = None,
     **params: Any,
 ) -> RequestSpec:
-    """One user turn with ``prompt``: the request a probe, a check or a load test sends.
+    """One user turn with ``prompt``: the request a probe or a check sends.
 
     ``params`` are further OpenAI-named body fields (``n``, ``stop``, ``tools``…);
     a completion dialect (Elastic's ``input``) has no place for them and drops them.
     """
+    return conversation_request(
+        dialect,
+        [{"role": "user", "content": prompt}],
+        model=model,
+        max_tokens=max_tokens,
+        stream=stream,
+        include_usage=include_usage,
+        path_values=path_values,
+        **params,
+    )
+
+
+def conversation_request(
+    dialect: str | Profile,
+    messages: list[dict[str, Any]],
+    *,
+    model: str | None = None,
+    max_tokens: int | None = None,
+    stream: bool = True,
+    include_usage: bool | None = True,
+    path_values: Mapping[str, str] | None = None,
+    **params: Any,
+) -> RequestSpec:
+    """The request carrying ``messages`` (a load test's prompts and datasets; one user turn:
+    :func:`simple_request`). A completion dialect gets the messages' contents, one per line."""
     profile = load_profile(dialect)
     if profile.body == "completion":
-        body: Body = {"input": prompt}
+        body: Body = {"input": "\n".join(str(m.get("content", "")) for m in messages)}
     else:
-        body = {"messages": [{"role": "user", "content": prompt}], **params}
+        body = {"messages": messages, **params}
         if max_tokens is not None and profile.max_tokens_field:
             body[profile.max_tokens_field] = max_tokens
     return place(

@@ -2,8 +2,8 @@
 
 No locust here: ``chatprobe load`` builds a :class:`LoadSettings` from the
 command line and/or a YAML plan (checked against ``specs/plan.schema.json``),
-then hands it to the locustfile in ``loadtests/`` as JSON (environment
-variable :data:`SETTINGS_ENV`), so workers on other machines get the very same
+then hands it to the generator (``loadtests/run.py``, :mod:`chatprobe.load.users`) as
+JSON (environment variable :data:`SETTINGS_ENV`), so workers on other machines get the very same
 settings from the same file.
 
 Load modes:

@@ -37,6 +37,8 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from pluggy import Result
 
+from chatprobe.conformrun import HYPOTHESIS_PROFILES
+
 if TYPE_CHECKING:
     from hypothesis import settings as HypothesisSettings
 
@@ -54,20 +56,10 @@ OPTIONS: dict[str, tuple[str, str | None]] = {
     "max_duration": ("seconds the whole run may take; the checks left then are reported not-run (0: no limit)", "600"),
     "headers": ('extra request headers as a JSON object, e.g. {"X-Org": "acme"}', None),
 }
-HYPOTHESIS_PROFILES = {"dev": 10, "ci": 25, "thorough": 200}  # max_examples per property check
 
 _results_key = pytest.StashKey[list[dict[str, Any]]]()
 _record_key = pytest.StashKey["CheckRecord"]()
 _meta_key = pytest.StashKey[dict[str, Any]]()
-
-
-def plugin_args() -> list[str]:
-    """``-p chatprobe.pytest_plugin`` for a pytest run, unless the installed entry point loads
-    it already (loading it twice is an error)."""
-    import importlib.metadata
-
-    installed = any(ep.value == __name__ for ep in importlib.metadata.entry_points(group="pytest11"))
-    return [] if installed else ["-p", __name__]
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -97,9 +89,9 @@ def setting(config: pytest.Config, name: str) -> str | None:
 
 def settings_from(config: pytest.Config) -> ConformSettings:
     from chatprobe import redact
-    from chatprobe.commands.probe import api_key_from
     from chatprobe.conformance import ConformSettings
     from chatprobe.errors import UsageError
+    from chatprobe.targets import api_key_from
 
     timeout = setting(config, "timeout") or "30"
     try:
@@ -218,9 +210,9 @@ def chatprobe_target(pytestconfig: pytest.Config, chatprobe_settings: ConformSet
     import contextlib
     import secrets
 
-    from chatprobe.commands.probe import target_url
     from chatprobe.conformance import Target
     from chatprobe.errors import ChatprobeError
+    from chatprobe.targets import target_url
 
     settings = chatprobe_settings
     server_options: dict[str, Any] = {}

@@ -13,6 +13,8 @@ server's handling of invalid requests) and ``error`` (error envelopes).
 
 from __future__ import annotations
 
+import re
+
 RULES: dict[str, str] = {
     # --- SSE framing (the decoder) ---------------------------------------
     "sse.bom_not_at_start": "A U+FEFF byte-order mark appears after the start of the stream; the SSE standard skips only a leading one, so the line it starts is misread.",
@@ -88,6 +90,42 @@ RULES: dict[str, str] = {
     # --- the run itself (not a server rule: why checks were not run) -----------------------
     "run.max_duration": "The run reached its time limit (--max-duration) before every check ran; the checks left are not-run, so the run cannot pass.",
 }
+
+
+# The load generator's failure reasons (summary.json requests.failed_by_reason) are rule ids of
+# RULES, or one of these labels for a failure that is no protocol rule; each label names the
+# rule it breaks, as conformance reports the same failure (checks.transport_findings,
+# checks.http_findings), or None when it is no rule of the server's.
+LOAD_LABELS: dict[str, str | None] = {
+    "reset": "http.reset",  # the connection closed before the response was complete
+    "timeout": "http.timeout",  # silence past the read timeout, or the request's time limit
+    "http.parse": "http.reset",  # bytes that are no HTTP/1.1 response (conform's httpx: a reset)
+    "http NNN": "http.status",  # a status other than 200, e.g. "http 503"
+    "connect timeout": None,  # the target was not reached (conform: no finding, the run stops)
+    "connect: …": None,  # "connect: Connection refused"…
+    "client error: …": None,  # a bug of chatprobe's, counted with its name, never the server's
+}
+_STATUS_LABEL = re.compile(r"http \d{3}")
+
+
+def load_label(reason: str) -> str | None:
+    """The :data:`LOAD_LABELS` key ``reason`` is an instance of (None: it is no label)."""
+    if reason in LOAD_LABELS:
+        return reason
+    if _STATUS_LABEL.fullmatch(reason):
+        return "http NNN"
+    for prefixed in ("connect: …", "client error: …"):
+        if reason.startswith(prefixed[:-1]):
+            return prefixed
+    return None
+
+
+def load_reason_rule(reason: str) -> str | None:
+    """The rule a load failure reason breaks: itself when it is a rule id, a label's rule otherwise."""
+    if reason in RULES:
+        return reason
+    label = load_label(reason)
+    return LOAD_LABELS[label] if label is not None else None
 
 
 def describe(rule: str) -> str:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 import chatprobe
-from chatprobe.pytest_plugin import plugin_args
+from chatprobe.conformrun import plugin_args
 
 pytest_plugins = ["pytester"]
 

@@ -13,9 +13,6 @@ import gc
 import json
 import os
 import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "loadtests"))
 
 
 def main() -> None:
@@ -23,12 +20,15 @@ def main() -> None:
     from chatprobe.loadplan import SETTINGS_ENV, LoadSettings
 
     os.environ[SETTINGS_ENV] = LoadSettings(target=url, max_tokens=8, prompt_tokens=8).dumps()
-    import chatprobe_locust as cl
     import locust
     from locust.env import Environment
 
+    from chatprobe.load import users as cl
+    from chatprobe.load.client import GeventClient
+    from chatprobe.load.state import state
+
     env = Environment(events=locust.events)
-    client = cl._GeventClient(cl.state.builder, cl.state.load())
+    client = GeventClient(state.builder, state.load())
     cl.send_one(env, client)  # warm: first-use caches are not per-request garbage
     gc.collect()
     gc.disable()

@@ -16,10 +16,7 @@ import json
 import os
 import sys
 import time
-from pathlib import Path
 from typing import Any
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "loadtests"))
 
 
 def main() -> None:
@@ -28,20 +25,22 @@ def main() -> None:
 
     settings = LoadSettings(target=url, max_tokens=24, ignore_eos=True, prompt_tokens=8)
     os.environ[SETTINGS_ENV] = settings.dumps()
-    import chatprobe_locust as cl
+    import locust  # noqa: F401  (monkey-patches the process, as under Locust)
 
+    from chatprobe.load.client import Exchange, GeventClient
+    from chatprobe.load.state import state
     from chatprobe.metrics import RequestRecord
 
     for mode in ("1", "0"):
-        b = cl.state.builder
+        b = state.builder
         b.stamps = "kernel" if mode == "1" else "user"  # what --stamps sets for a run
         b._cycle = itertools.cycle(b.prepared)  # both modes send the same prompts
-        client = cl._GeventClient(b, settings)
+        client = GeventClient(b, settings)
         out: list[dict[str, Any]] = []
         for i in range(n):
-            req = cl.state.builder.next()
+            req = state.builder.next()
             record = RequestRecord(request_id=f"probe-{mode}-{i}", dialect="openai", t_sent_ns=0)
-            ex = cl._Exchange(record, cl.state.builder.profile, req, False)
+            ex = Exchange(record, state.builder.profile, req, False)
             client.exchange(ex, req)
             after = time.perf_counter_ns()
             res = ex.validator.result

@@ -23,7 +23,8 @@ def test_fault_counted_as_failure(fault: str, reason: str, tmp_path: Path) -> No
         proc = run_load(["--target", url, "--users", "2", "--duration", "1.5",
                          "--timeout", "0.6", "--read-timeout", "0.4", *QUICK], tmp_path, timeout=30)
         took = time.monotonic() - started
-    assert proc.returncode == 0, proc.stderr
+    # Every request failed: the run measured nothing and says so in one line, exit 1.
+    assert proc.returncode == 1 and "nothing was measured" in proc.stderr, proc.stderr
     req = read_summary(tmp_path)["summary"]["requests"]
     assert req["total"] > 0 and req["ok"] == 0, req
     assert set(req["failed_by_reason"]) == {reason}, req
@@ -76,7 +77,7 @@ def test_stub_target_failures(behaviour: bytes | None, reason: str, tmp_path: Pa
     for url in _stub(behaviour):
         proc = run_load(["--target", url, "--users", "2", "--duration", "1", "--timeout", "1", *QUICK],
                         tmp_path, timeout=30)
-        assert proc.returncode == 0, proc.stderr
+        assert proc.returncode == 1 and "nothing was measured" in proc.stderr, proc.stderr
         req = read_summary(tmp_path)["summary"]["requests"]
         assert req["total"] > 0 and req["ok"] == 0
         assert set(req["failed_by_reason"]) == {reason}, req

@@ -36,7 +36,7 @@ def test_short_run_per_dialect(dialect: str, paced_server: str, tmp_path: Path) 
     assert ttft["count"] == req["ok"] and ttft["p50"] >= 5.0  # never below the server's TTFT
     itl = doc["summary"]["latency_ms"]["itl_ms"]
     assert itl["count"] > 0
-    # The summary is exactly what metrics.py computes from the records it wrote.
+    # The summary is exactly what chatprobe.metrics computes from the records it wrote.
     w = doc["summary"]["window"]
     again = summarize(_records(tmp_path), (w["start_ns"], w["end_ns"])).to_json()
     assert again["latency_ms"] == doc["summary"]["latency_ms"]

@@ -229,7 +229,9 @@ def test_verdict_threshold() -> None:
     ("reset", "transport", "http.reset"),
     ("timeout", "transport", "http.timeout"),
     ("connect: Connection refused", "transport", None),
-    ("http.parse", "transport", None),
+    ("http.parse", "transport", "http.reset"),  # conform sees the same bytes as a reset
+    ("connect timeout", "transport", None),
+    ("http.body_too_large", "protocol", "http.body_too_large"),
     ("stream.terminator_missing", "protocol", "stream.terminator_missing"),
     ("sse.unterminated_event", "protocol", "sse.unterminated_event"),
     ("stream.error_event", "protocol", None),

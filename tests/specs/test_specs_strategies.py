@@ -106,6 +106,7 @@ def test_path_and_stream_follow_the_profile() -> None:
     assert streamed.body["stream"] is True
 
 
+@pytest.mark.slow  # ~15 s of shrinking (tox -e slow)
 def test_shrinking_gives_minimal_examples() -> None:
     minimal = find(valid_requests("openai"), lambda s: "temperature" in s.body)
     assert minimal.body == {"model": DEFAULT_MODEL, "messages": [{"role": "user", "content": "a"}], "temperature": 0.0, "max_tokens": 1}

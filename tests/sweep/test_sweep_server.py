@@ -43,6 +43,7 @@ def run_sweep(args: list[str], report_dir: Path, timeout: float = 170.0) -> dict
     return doc
 
 
+@pytest.mark.slow  # ~20 s: a real capacity search (tox -e slow)
 def test_concurrency_capacity_by_ttft_k4(tmp_path: Path) -> None:
     m = ServerModel(max_concurrency=4, ttft_ms=50, itl_ms=5, itl_per_active_ms=2, tokens=TOKENS)
     # TTFT limit halfway between the model's TTFT at 8 and at 9 users: capacity 8.
@@ -88,6 +89,7 @@ def test_rate_capacity(k: int, tmp_path: Path) -> None:
     assert "requests/s (constant arrivals)" in answer["sentence"]
 
 
+@pytest.mark.slow  # ~20 s: a real capacity search (tox -e slow)
 def test_server_failing_under_load_stops_early(tmp_path: Path) -> None:
     # Two slots and room for two more in the queue: above 4 concurrent requests the server
     # refuses with 503 (--max-queue), as an overloaded gateway does. The SLO itself is lenient.

@@ -20,9 +20,9 @@ import time
 from pathlib import Path
 
 from chatprobe import children, inputs
+from chatprobe.conformrun import HYPOTHESIS_PROFILES
 from chatprobe.errors import UsageError
 from chatprobe.inputs import bounded_int, finite_float
-from chatprobe.pytest_plugin import HYPOTHESIS_PROFILES
 
 DEFAULT_REPORT_DIR = "chatprobe-audit"
 

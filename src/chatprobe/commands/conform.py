@@ -21,11 +21,11 @@ from typing import Any
 
 from chatprobe import children, inputs, redact
 from chatprobe.breaker import DEFAULT_MAX_DURATION_S
-from chatprobe.commands.probe import add_target_arguments, api_key_from, target_url
+from chatprobe.conformrun import HYPOTHESIS_PROFILES, plugin_args
 from chatprobe.errors import UsageError
 from chatprobe.inputs import finite_float
 from chatprobe.paths import data_dir
-from chatprobe.pytest_plugin import HYPOTHESIS_PROFILES, plugin_args
+from chatprobe.targets import add_target_arguments, api_key_from, target_url
 
 DEFAULT_REPORT_DIR = "chatprobe-report"
 

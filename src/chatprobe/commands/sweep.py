@@ -24,19 +24,17 @@ from pathlib import Path
 from typing import Any
 
 from chatprobe import __version__, inputs
-from chatprobe.commands.load import (
+from chatprobe.errors import UsageError
+from chatprobe.inputs import bounded_int, finite_float
+from chatprobe.loadplan import LoadSettings, Mode, read_plan
+from chatprobe.loadrun import (
     add_request_arguments,
     apply_plan,
-    check_reachable,
     cpu_split,
     run_level,
     server_options,
     settings_from_args,
 )
-from chatprobe.commands.probe import add_target_arguments, api_key_from, target_url
-from chatprobe.errors import UsageError
-from chatprobe.inputs import bounded_int, finite_float
-from chatprobe.loadplan import LoadSettings, Mode, read_plan
 from chatprobe.metrics import RequestRecord, load_verdict, parse_slos
 from chatprobe.reports.csv import LEVELS_CSV, write_levels
 from chatprobe.reports.files import remove_stale, write_text
@@ -51,6 +49,7 @@ from chatprobe.sweep import (
     plan_level_duration,
     ttft_growth_ms,
 )
+from chatprobe.targets import add_target_arguments, api_key_from, check_reachable, target_url
 
 SWEEP_SCHEMA = "chatprobe.sweep/1"
 WARMUP_FRACTION = 0.25  # of each level, discarded (ramp-up, the first burst of a closed loop)

@@ -64,6 +64,59 @@ def _verdict_html(verdict: dict[str, Any]) -> list[str]:
     return parts
 
 
+def level_text(level: dict[str, Any] | None) -> str:
+    """A load level as people read it: "stage 2: 8 users at 3.1 s"."""
+    if not level:
+        return "-"
+    parts = []
+    if level.get("stage") is not None:
+        parts.append(f"stage {level['stage'] + 1}:")
+    if level.get("users") is not None:
+        parts.append(f"{level['users']} users")
+    elif level.get("rate") is not None:
+        parts.append(f"{level['rate']:g} req/s")
+    parts.append(f"at {level.get('t_s', 0):.1f} s")
+    return " ".join(parts)
+
+
+def protocol_lines(doc: dict[str, Any]) -> list[str]:
+    """The "protocol under load" section as text lines (console; the HTML has a table)."""
+    pul = doc.get("protocol_under_load")
+    if pul is None:
+        return []
+    n = pul["streams_checked"]
+    sampled = "" if pul["fraction_checked"] >= 1 else f" (a fraction {pul['fraction_checked']:g} of streams checked)"
+    if not pul["rules"]:
+        return [f"protocol under load: no violation in {n} streams checked{sampled}"]
+    out = [f"protocol under load: {len(pul['rules'])} rules broken in {n} streams checked{sampled}"]
+    for r in pul["rules"]:
+        out.append(f"  {r['rule']} ({r['severity']}) x{r['count']}, first at {level_text(r['first_level'])}"
+                   f" ({r.get('first_in_flight', '-')} in flight): {r['message'][:160]}")
+    return out
+
+
+def _protocol_html(doc: dict[str, Any]) -> list[str]:
+    pul = doc.get("protocol_under_load")
+    if pul is None:
+        return []
+    parts = ["<h2>Protocol under load</h2>"]
+    n = pul["streams_checked"]
+    note = ("every stream checked" if pul["fraction_checked"] >= 1
+            else f"a fraction {pul['fraction_checked']:g} of streams checked")
+    parts.extend(f"<p>{escape(x)}</p>" for x in pul.get("notes", []))
+    if not pul["rules"]:
+        parts.append(f"<p>No violation in {n} streams checked ({note}).</p>")
+        return parts
+    parts.append(f"<p>{n} streams checked ({note}) with the same stream rules as <code>conform</code>.</p>")
+    parts.append(table(["rule", "severity", "count", "first seen at (load level)", "in flight then",
+                        "first evidence"], [
+        [escape(r["rule"]), escape(r["severity"]), str(r["count"]), escape(level_text(r["first_level"])),
+         str(r.get("first_in_flight", "-")),
+         escape(r["message"]) + (f"<br><code>{escape(r['excerpt'])}</code>" if r.get("excerpt") else "")]
+        for r in pul["rules"]]))
+    return parts
+
+
 def render(doc: dict[str, Any], records: list[RequestRecord] | None = None) -> str:
     s = doc["summary"]
     settings = doc["settings"]
@@ -172,6 +225,7 @@ def render(doc: dict[str, Any], records: list[RequestRecord] | None = None) -> s
     parts.append(f"<p>Flagged when a generator uses ≥ {th['cpu_percent']:g} % of a core, its gevent loop lag p99"
                  f" exceeds {th['loop_lag_p99_ms']:g} ms, or (open loop) the dispatch lag p99 exceeds"
                  f" {th['dispatch_lag_p99_ms']:g} ms. Dispatch lag p99: {_n(health['dispatch_lag_p99_ms'], 3)} ms.</p>")
+    parts.extend(_protocol_html(doc))
     findings = doc.get("protocol_findings") or {}
     if findings:
         parts.append("<h2>Protocol findings (not failures)</h2>")

@@ -156,6 +156,8 @@ class ReferenceApp:
         self.hooks = {d: FaultHooks(names, d) for d in faults.ALL}
         self.capacity = Capacity(options.max_concurrency, options.itl_per_active_ms, options.max_queue,
                                  options.max_concurrent_streams)
+        for hooks in self.hooks.values():
+            hooks.active = lambda: self.capacity.active
         self.truth = TruthLog(options.truth_records)
         self.closing = False
         self._tasks: set[asyncio.Task[Any]] = set()

@@ -2,7 +2,9 @@
 
 Each entry is data (:class:`Fault`): its name, ``kind`` (``fault``: a check
 must report ``rule``; ``variant``: legal, a strict client must accept it;
-``rule`` is then null or the warning a hazard earns), the dialects it applies
+``rule`` is then null or the warning a hazard earns; ``load``: a fault that
+shows only above some concurrency, for the load report's "protocol under
+load"; one request alone is clean), the dialects it applies
 to, and ``request``: the OpenAI-style request fragment that makes it show,
 merged over a plain valid request (``{"model", "messages": [user "hello"]}``;
 Elastic dialects drop ``stream`` / ``stream_options`` and read
@@ -25,7 +27,7 @@ second copy of the normal code path:
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -83,7 +85,7 @@ STOP_REQUEST: dict[str, Any] = {
 @dataclass(frozen=True, slots=True)
 class Fault:
     name: str
-    kind: str  # "fault" | "variant"
+    kind: str  # "fault" | "variant" | "load" (a fault that shows only above some concurrency)
     rule: str | None
     dialects: tuple[str, ...]
     description: str
@@ -108,6 +110,9 @@ def _v(name: str, description: str, dialects: tuple[str, ...] = ALL,
                  dict(STREAM_USAGE) if request is None else request)
 
 
+# A "load" fault shows only under concurrency: more than this many streams generating at once.
+UNDER_LOAD_STREAMS = 4
+
 CATALOGUE: tuple[Fault, ...] = (
     _f("no-done", "stream.terminator_missing", WITH_DONE, "The stream ends without the [DONE] terminator."),
     _f("data-after-done", "stream.data_after_terminator", WITH_DONE, "A chunk is sent after [DONE]."),
@@ -115,6 +120,9 @@ CATALOGUE: tuple[Fault, ...] = (
     _f("truncated-event", "sse.unterminated_event", ALL,
        "The body ends in the middle of the last event (half its bytes, no blank line)."),
     _f("id-changes", "stream.id_changed", CHAT, "Chunks after the first carry a different id."),
+    Fault("id-changes-under-load", "load", "stream.id_changed", ("openai",),
+          f"Under load only: chunks after the first carry a different id while more than"
+          f" {UNDER_LOAD_STREAMS} streams are generating at once (one stream alone is clean).", dict(STREAM)),
     _f("model-changes", "stream.model_changed", CHAT, "Chunks after the first carry a different model."),
     _f("created-changes", "stream.created_changed", ("openai", "adaptive", "atoma"),
        "Chunks after the first carry a different created timestamp."),
@@ -275,7 +283,7 @@ _ITEM_FAULTS = frozenset({
     "reset-mid-stream", "stall", "huge-frame", "choice-index-one", "unknown-fields",
     "logprobs-missing", "elastic-error-as-message", "elastic-midstream-error",
     "usage-length-undercount", "usage-prompt-zero", "usage-stream-differs", "n-unfinished-choice",
-    "n-role-once", "n-sequential", "tool-named-finish-stop",
+    "n-role-once", "n-sequential", "tool-named-finish-stop", "id-changes-under-load",
 })
 HUGE_FRAME_BYTES = 50 * 1024 * 1024
 AFTER_TOKENS = 3  # reset / stall / mid-stream errors happen after this many tokens
@@ -337,6 +345,8 @@ class FaultHooks:
         # n-sequential: chunks.stream_items orders the choices itself (nothing buffered here)
         self.sequential = on("n-sequential")
         self.split_writes = on("split-writes")
+        # Streams generating now (the app sets it to its capacity's count): for "load" faults.
+        self.active: Callable[[], int] = lambda: 0
 
     # --- hook 1: validation errors ------------------------------------------------
     def on_error(self, error: RequestError) -> tuple[int, dict[str, Any]] | None:
@@ -555,6 +565,8 @@ class FaultHooks:
     def _drift(self, body: dict[str, Any]) -> None:
         on = self.names.__contains__
         if on("id-changes") and "id" in body:
+            body["id"] = str(body["id"]) + "-b"
+        if on("id-changes-under-load") and "id" in body and self.active() > UNDER_LOAD_STREAMS:
             body["id"] = str(body["id"]) + "-b"
         if on("model-changes"):
             if "model" in body:

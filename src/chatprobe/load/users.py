@@ -1,0 +1,435 @@
+"""chatprobe's Locust users and the master/worker glue: the ONE module that imports locust.
+
+``import locust`` monkey-patches the process with gevent, so nothing on the CLI's
+path imports this module: ``chatprobe load`` runs ``loadtests/run.py`` in a
+child process, and ``locust -f loadtests/chatprobe_locust.py`` (a thin example
+built on this module) runs it under Locust's own command line.
+
+Settings: ``chatprobe load`` hands them over as JSON in ``CHATPROBE_LOAD_SETTINGS``
+(``run.py``); under plain ``locust -f`` they are Locust command-line options
+(``--dialect``, ``--max-tokens``…, registered on ``events.init_command_line_parser``,
+shown in the web UI's form), read with ``--host`` when a test starts. The variable,
+when set, wins.
+
+Locust's own stats get one row per request (POST, end to end) and, for every
+successful stream, a TTFT and a TPOT row (TPOT is the request's mean ITL). Single
+inter-token gaps are not fired: that would be one more Locust event per token, on
+the generator's hot path.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import random
+import time
+from collections.abc import Callable
+from typing import Any
+
+import gevent
+import gevent.lock
+from locust import LoadTestShape, User, events, task
+from locust.env import Environment
+from locust.runners import MasterRunner
+
+from chatprobe.errors import UsageError
+from chatprobe.load.client import (
+    Exchange,
+    Failure,
+    GeventClient,
+    HttpxClient,
+    make_client,
+    new_request_id,
+    transport_detail,
+)
+from chatprobe.load.clocks import clock_sample
+from chatprobe.load.state import HealthMonitor, state
+from chatprobe.loadplan import SETTINGS_ENV, LoadSettings, rate_at, stage_at
+from chatprobe.metrics import RequestRecord, clock_offset_ns
+
+__all__ = [
+    "AdaptiveUser",
+    "AtomaUser",
+    "ChatUser",
+    "ElasticChatUser",
+    "ElasticCompletionUser",
+    "MasterInbox",
+    "OpenAIUser",
+    "OpenLoopUser",
+    "PlanShape",
+    "inbox",
+    "new_client",
+    "send_one",
+    "settings_from_options",
+    "user_classes_for",
+    "worker_payload",
+]
+
+_log = logging.getLogger("chatprobe.load")
+
+
+# ---------------------------------------------------------------------------
+# One request
+# ---------------------------------------------------------------------------
+def send_one(environment: Environment, client: GeventClient | HttpxClient,
+             t_scheduled_ns: int | None = None) -> RequestRecord:
+    """One request, timed, recorded and reported to Locust's stats."""
+    s = state.load()
+    b = state.builder
+    req = b.next()
+    record = RequestRecord(request_id=new_request_id(), dialect=b.profile.dialect,
+                           t_sent_ns=0, t_scheduled_ns=t_scheduled_ns, worker_id=state.worker_id)
+    ex = Exchange(record, b.profile, req, s.check_schema)
+    state.in_flight += 1
+    try:
+        with gevent.Timeout(s.timeout_s, Failure("timeout")):
+            client.exchange(ex, req)
+    except Failure as failure:
+        record.error = failure.reason
+        record.ok = False
+    except Exception as exc:  # a bug of ours: counted with its name, never fatal to the run
+        record.error = f"client error: {type(exc).__name__}: {exc}"[:200]
+        record.ok = False
+    finally:
+        state.in_flight -= 1
+    if not record.ok and record.error not in state.failure_examples and len(state.failure_examples) < 50:
+        state.failure_examples[record.error or "unknown"] = ex.detail or transport_detail(record.error)
+    if record.t_sent_ns == 0:
+        record.t_sent_ns = time.perf_counter_ns()
+    if record.t_end_ns is None:
+        record.t_end_ns = time.perf_counter_ns()
+    record.status = ex.status or None
+    state.collector.add(record)
+    _fire(environment, record, req.path)
+    return record
+
+
+def new_client() -> GeventClient | HttpxClient:
+    """A user's connections to the target (closed loop: one keep-alive socket)."""
+    return make_client(state.load())
+
+
+def _fire(environment: Environment, r: RequestRecord, path: str) -> None:
+    """Locust's own stats (UI, CSV): rounded there; our report never reads them."""
+    fire: Callable[..., Any] = environment.events.request.fire
+    exc = None if r.ok else Failure(r.error or "failed")
+    e2e = r.e2e_ms if r.ok else ((r.t_end_ns or r.t_sent_ns) - r.t_sent_ns) / 1e6
+    fire(request_type="POST", name=path, response_time=e2e, response_length=r.output_tokens or 0,
+         exception=exc, context={})
+    if r.ok and r.ttft_ms is not None:
+        fire(request_type="TTFT", name=r.dialect, response_time=r.ttft_ms, response_length=0,
+             exception=None, context={})
+        tpot = r.tpot_ms
+        if tpot is not None:
+            fire(request_type="TPOT", name=r.dialect, response_time=tpot, response_length=0,
+                 exception=None, context={})
+
+
+# ---------------------------------------------------------------------------
+# Users
+# ---------------------------------------------------------------------------
+class ChatUser(User):
+    """Closed loop: send, wait for the whole response, send again."""
+
+    abstract = True
+    dialect = "openai"
+
+    def on_start(self) -> None:
+        self._client = make_client(state.load())
+
+    def on_stop(self) -> None:
+        self._client.close()
+
+    @task
+    def chat(self) -> None:
+        send_one(self.environment, self._client)
+
+
+class OpenAIUser(ChatUser):
+    abstract = True  # concrete in a locustfile, or through user_classes_for
+    dialect = "openai"
+
+
+class ElasticChatUser(ChatUser):
+    abstract = True  # concrete in a locustfile, or through user_classes_for
+    dialect = "elastic-chat"
+
+
+class ElasticCompletionUser(ChatUser):
+    abstract = True  # concrete in a locustfile, or through user_classes_for
+    dialect = "elastic-completion"
+
+
+class AdaptiveUser(ChatUser):
+    abstract = True  # concrete in a locustfile, or through user_classes_for
+    dialect = "adaptive"
+
+
+class AtomaUser(ChatUser):
+    abstract = True  # concrete in a locustfile, or through user_classes_for
+    dialect = "atoma"
+
+
+class OpenLoopUser(User):
+    """One per process: schedules requests at the planned rate (constant or Poisson).
+
+    Each request runs in its own greenlet (a pool of keep-alive connections is
+    shared); at most ``max_in_flight / processes`` at once. A request that has
+    to wait for a free slot, or whose greenlet starts late, shows it in its
+    queue delay (t_sent - t_scheduled): the plan is never silently stretched.
+    """
+
+    abstract = True  # run.py makes it concrete for the settings
+
+    def on_start(self) -> None:
+        s = state.load()
+        self._client = make_client(s)
+        self._slots = gevent.lock.BoundedSemaphore(max(1, s.max_in_flight // state.share()))
+
+    def on_stop(self) -> None:
+        state.inflight.kill(block=False)
+        self._client.close()
+
+    def _rate(self, s: LoadSettings) -> float | None:
+        share = state.share()  # each process's dispatcher takes an equal share
+        if s.stages:
+            r = rate_at(s.stages, state.elapsed_s())
+            return None if r is None else r / share
+        assert s.rate is not None
+        return s.rate / share
+
+    @task
+    def dispatch(self) -> None:
+        s = state.load()
+        rng = random.Random(s.seed * 7919 + os.getpid())
+        next_ns = time.perf_counter_ns()
+        while not state.stopping:
+            rate = self._rate(s)
+            if rate is None:
+                return
+            if rate <= 0:
+                gevent.sleep(0.05)
+                next_ns = time.perf_counter_ns()
+                continue
+            gap = rng.expovariate(rate) if s.mode == "poisson" else 1.0 / rate
+            next_ns += int(gap * 1e9)
+            wait = (next_ns - time.perf_counter_ns()) / 1e9
+            if wait > 0:
+                gevent.sleep(wait)
+            self._slots.acquire()
+            state.inflight.spawn(self._one, next_ns)
+
+    def _one(self, t_scheduled_ns: int) -> None:
+        try:
+            send_one(self.environment, self._client, t_scheduled_ns)
+        finally:
+            self._slots.release()
+
+
+_DIALECT_USERS: dict[str, type[ChatUser]] = {
+    c.dialect: c for c in (OpenAIUser, ElasticChatUser, ElasticCompletionUser, AdaptiveUser, AtomaUser)
+}
+
+
+def user_classes_for(s: LoadSettings) -> list[type[User]]:
+    """The one user class these settings run."""
+    if s.open_loop:
+        return [type("OpenLoop", (OpenLoopUser,), {"abstract": False})]
+    base = _DIALECT_USERS.get(s.dialect, ChatUser)
+    return [type(base.__name__, (base,), {"abstract": False})]
+
+
+class PlanShape(LoadTestShape):
+    """Stages of a YAML plan: users (closed loop) or one dispatcher per process (open)."""
+
+    def tick(self) -> tuple[int, float] | None:
+        s = state.load()
+        now = stage_at(s.stages, float(self.get_run_time()))  # type: ignore[no-untyped-call]
+        if now is None:
+            return None
+        _, stage = now
+        if stage.users is None:  # open loop: the dispatchers read the rate themselves
+            return state.share(), float(state.share())
+        return stage.users, stage.spawn_rate or float(stage.users)
+
+
+# ---------------------------------------------------------------------------
+# Distribution: workers ship their new records with each stats report
+# ---------------------------------------------------------------------------
+def worker_payload(final: bool) -> dict[str, Any]:
+    records = state.collector.records
+    new = records[state.shipped:]
+    state.shipped = len(records)
+    return {
+        "clock": clock_sample(),
+        "worker_id": state.worker_id,
+        "records": [r.to_json() for r in new],
+        "sent_total": state.shipped,
+        "final": final,
+        "findings": dict(state.findings),
+        "protocol": state.protocol.to_json(),
+        "reconnects": dict(state.reconnects),
+        "failure_examples": dict(state.failure_examples),
+        "health": state.health.to_json() if state.health is not None else None,
+    }
+
+
+def _on_report_to_master(client_id: str, data: dict[str, Any]) -> None:
+    data["chatprobe"] = worker_payload(final=False)
+
+
+class MasterInbox:
+    """What the master has received from each worker (records merged exactly).
+
+    A worker on another machine stamps with its own monotonic clock: its
+    records and loop-lag stamps are moved onto the master's clock on arrival
+    (metrics.clock_offset_ns; 0 for workers on the master's machine)."""
+
+    def __init__(self) -> None:
+        self.records: dict[str, int] = {}  # worker -> records received
+        self.final: dict[str, dict[str, Any]] = {}  # worker -> its final payload
+        self.latest: dict[str, dict[str, Any]] = {}  # worker -> its latest payload
+        self.clock_offsets_ns: dict[str, int] = {}  # worker -> the last offset applied
+
+    def take(self, payload: dict[str, Any]) -> None:
+        wid = payload["worker_id"]
+        offset = clock_offset_ns(clock_sample(), payload["clock"]) if payload.get("clock") else 0
+        self.clock_offsets_ns[wid] = offset
+        records = [RequestRecord.from_json(r) for r in payload["records"]]
+        state.collector.extend([r.shifted(offset) for r in records] if offset else records)
+        health = payload.get("health")
+        if offset and health:
+            health["loop_lag_at_ns"] = [t + offset for t in health["loop_lag_at_ns"]]
+        if health:
+            health["clock_offset_ms"] = offset / 1e6
+        self.records[wid] = self.records.get(wid, 0) + len(payload["records"])
+        self.latest[wid] = payload
+        if payload["final"]:
+            self.final[wid] = payload
+
+
+inbox = MasterInbox()
+
+
+def _on_worker_report(client_id: str, data: dict[str, Any]) -> None:
+    payload = data.get("chatprobe")
+    if payload:
+        inbox.take(payload)
+
+
+# ---------------------------------------------------------------------------
+# Settings as Locust command-line options (plain `locust -f`)
+# ---------------------------------------------------------------------------
+def _add_options(parser: argparse.ArgumentParser, **_: Any) -> None:
+    """chatprobe's request settings as Locust options (also in the web UI's form).
+    ``--host`` is the target; Locust's own options set users, rate and duration."""
+    g = parser.add_argument_group("chatprobe", "chatprobe's request settings (ignored when "
+                                  f"{SETTINGS_ENV} is set, as by `chatprobe load`)")
+    g.add_argument("--dialect", default="openai", help="chatprobe dialect (default openai)")
+    g.add_argument("--dialect-profile", default="", metavar="FILE",
+                   help="a dialect profile YAML (overrides --dialect)")
+    g.add_argument("--model", default="", help="model name (default: the profile's test model)")
+    g.add_argument("--api-key-env", default="", metavar="VAR",
+                   help="environment variable holding the API key")
+    g.add_argument("--max-tokens", type=int, default=128, help="output cap per request")
+    g.add_argument("--prompt-tokens", type=int, default=128, help="synthetic prompt length in words")
+    g.add_argument("--dataset", default="", metavar="FILE", help="JSONL prompts instead of synthetic ones")
+    g.add_argument("--no-stream", action="store_true", default=False, help="non-stream requests")
+    g.add_argument("--no-usage", action="store_true", default=False,
+                   help="do not ask for usage in the stream")
+    g.add_argument("--ignore-eos", action="store_true", default=False, help="vLLM's ignore_eos")
+    g.add_argument("--request-timeout", type=float, default=60.0, help="seconds per request")
+    g.add_argument("--read-timeout", type=float, default=30.0, help="seconds of silence counted as a stall")
+    g.add_argument("--check-schema", action="store_true", default=False,
+                   help="validate every chunk against its schema (costs CPU)")
+    g.add_argument("--stamps", choices=("kernel", "user"), default="kernel",
+                   help="kernel receive stamps where available, or user space")
+    g.add_argument("--seed", type=int, default=0, help="seed of the synthetic prompts")
+
+
+def settings_from_options(options: Any, host: str | None) -> LoadSettings:
+    """LoadSettings from Locust's parsed options (see ``_add_options``); UsageError if impossible."""
+    if not host:
+        raise UsageError("no target: pass --host URL (or fill in Host in the web UI)")
+    return LoadSettings(
+        target=host,
+        dialect=options.dialect,
+        profile=options.dialect_profile or None,
+        model=options.model or None,
+        api_key_env=options.api_key_env or None,
+        stream=not options.no_stream,
+        include_usage=not options.no_usage,
+        prompt_tokens=int(options.prompt_tokens),
+        dataset=options.dataset or None,
+        max_tokens=int(options.max_tokens),
+        ignore_eos=bool(options.ignore_eos),
+        timeout_s=float(options.request_timeout),
+        read_timeout_s=float(options.read_timeout),
+        check_schema=bool(options.check_schema),
+        stamps=options.stamps,
+        seed=int(options.seed),
+        progress=False,
+    ).validate()
+
+
+_from_options = False  # this process's settings came from Locust's options (rebuilt per test)
+
+
+def _settings_for(environment: Environment) -> None:
+    """Settings for the test about to start: the variable's, else Locust's options'."""
+    global _from_options
+    if os.environ.get(SETTINGS_ENV) or environment.parsed_options is None:
+        state.load()
+        return
+    if state.settings is not None and not _from_options:
+        return  # set by the program (run.py)
+    s = settings_from_options(environment.parsed_options, environment.host)
+    state.use(s)
+    _from_options = True
+
+
+def _on_init(environment: Environment, **_: Any) -> None:
+    """Plain ``locust -f … --host URL``: impossible settings end it here, in one line."""
+    if os.environ.get(SETTINGS_ENV) or environment.parsed_options is None or state.settings is not None:
+        return
+    if not environment.host and not environment.parsed_options.headless:
+        return  # the web UI's form gives the host later
+    if isinstance(environment.runner, MasterRunner):
+        return  # the workers build theirs
+    try:
+        _settings_for(environment)
+        state.builder  # noqa: B018  (the profile, dataset and key: checked now, in one line)
+    except UsageError as exc:
+        _log.error("chatprobe: %s", exc)
+        raise SystemExit(2) from None
+
+
+def _on_test_start(environment: Environment, **_: Any) -> None:
+    try:
+        _settings_for(environment)
+        if not isinstance(environment.runner, MasterRunner):
+            state.builder  # noqa: B018  (profile, schemas, request bodies: built before the clock starts)
+    except UsageError as exc:  # from the web UI's form: say so, start nothing
+        _log.error("chatprobe: %s", exc)
+        if environment.runner is not None:
+            gevent.spawn(environment.runner.quit)
+        return
+    state.t0_ns = time.perf_counter_ns()
+    state.stopping = False
+    if state.health is None:
+        state.health = HealthMonitor()
+        state.health.start()
+
+
+def _on_test_stopping(environment: Environment, **_: Any) -> None:
+    state.stopping = True
+    state.inflight.kill(block=False)
+
+
+events.report_to_master.add_listener(_on_report_to_master)  # type: ignore[no-untyped-call]
+events.worker_report.add_listener(_on_worker_report)  # type: ignore[no-untyped-call]
+events.init_command_line_parser.add_listener(_add_options)  # type: ignore[no-untyped-call]
+events.init.add_listener(_on_init)  # type: ignore[no-untyped-call]
+events.test_start.add_listener(_on_test_start)  # type: ignore[no-untyped-call]
+events.test_stopping.add_listener(_on_test_stopping)  # type: ignore[no-untyped-call]
