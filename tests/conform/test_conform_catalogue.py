@@ -30,7 +30,8 @@ def _param(fault: Fault) -> object:
     return pytest.param(fault, id=f"{fault.name}-{preferred_dialect(fault)}", marks=marks)
 
 
-@pytest.mark.parametrize("fault", [_param(f) for f in CATALOGUE])
+# Faults of kind "load" show only with several streams at once: tests/load/test_protocol_under_load.py.
+@pytest.mark.parametrize("fault", [_param(f) for f in CATALOGUE if f.kind != "load"])
 def test_conform_on_catalogue(fault: Fault, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     dialect = preferred_dialect(fault)
     argv = ["--dialect", dialect]
