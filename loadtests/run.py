@@ -20,7 +20,17 @@ written (``run.interrupted`` says so). Exit status: 0, 1 when an SLO was
 missed, 130 when interrupted.
 """
 
+# ruff: noqa: E402  (the early signal handlers below must run before the slow imports)
 from __future__ import annotations
+
+import signal as _early_signal
+import sys as _early_sys
+
+# A signal that arrives while this process is still importing (locust and gevent take a
+# while), before the run installs its own handlers: nothing is measured yet, so it ends
+# quietly as an interrupted run (130), never with a KeyboardInterrupt traceback.
+_early_signal.signal(_early_signal.SIGINT, lambda *_: _early_sys.exit(130))
+_early_signal.signal(_early_signal.SIGTERM, lambda *_: _early_sys.exit(130))
 
 import argparse
 import json
@@ -55,6 +65,10 @@ from chatprobe.metrics import (
     summarize,
     time_series,
 )
+
+# Imported: back to the defaults the run's own handlers expect to replace.
+_early_signal.signal(_early_signal.SIGINT, _early_signal.default_int_handler)
+_early_signal.signal(_early_signal.SIGTERM, _early_signal.SIG_DFL)
 
 SUMMARY_SCHEMA = "chatprobe.load.summary/1"
 # A run is flagged untrustworthy when its generator shows any of these.
