@@ -256,19 +256,6 @@ def _schema_message(err: jsonschema.ValidationError, root: yaml.Node) -> tuple[y
     return node, err.message, path
 
 
-def _duplicate_keys(node: yaml.Node, path: list[str | int]) -> Iterable[tuple[yaml.Node, str, list[str | int]]]:
-    if isinstance(node, yaml.MappingNode):
-        seen: set[str] = set()
-        for k, v in node.value:
-            if k.value in seen:
-                yield k, f"duplicate key {k.value!r}", [*path, k.value]
-            seen.add(k.value)
-            yield from _duplicate_keys(v, [*path, k.value])
-    elif isinstance(node, yaml.SequenceNode):
-        for i, item in enumerate(node.value):
-            yield from _duplicate_keys(item, [*path, i])
-
-
 def load_targets(path: Path, environ: Mapping[str, str] | None = None) -> list[TargetSpec]:
     """The targets of ``path``; raises :class:`UsageError` with one ``FILE:LINE: where: what`` line per mistake."""
     env = os.environ if environ is None else environ
@@ -283,8 +270,6 @@ def load_targets(path: Path, environ: Mapping[str, str] | None = None) -> list[T
     def blame(node: yaml.Node, message: str, where: Sequence[str | int]) -> None:
         mistakes.append((node.start_mark.line + 1, f"{path}:{node.start_mark.line + 1}: {_where(where)}: {message}"))
 
-    for node, message, where in _duplicate_keys(root, []):
-        blame(node, message, where)
     for err in _targets_validator().iter_errors(data):
         blame(*_schema_message(err, root))
     targets: list[TargetSpec] = []

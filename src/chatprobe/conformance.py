@@ -258,10 +258,9 @@ class CheckRecord:
     def _weigh(self, finding: Finding) -> Finding:
         """The severity the dialect's documents give the finding (specs/SEVERITY.md): an error
         on a rule the profile lowers (its document does not specify it) becomes a warning."""
-        if finding.severity != Severity.ERROR or self.profile.severity(finding.rule) != "warning":
+        why = self.profile.lowered(finding.rule) if finding.severity == Severity.ERROR else None
+        if why is None:
             return finding
-        entry = self.profile.raw.get("severity", {})
-        why = (entry.get(finding.rule) or entry.get(finding.rule.split(".", 1)[0]) or {}).get("why", "")
         return _lowered(finding, why)
 
     def exchange(self, spec: RequestSpec, **send_options: Any) -> Exchange:
@@ -337,14 +336,14 @@ class CheckRecord:
     def ignored_feature(self) -> str | None:
         """The reason when this check's own optional feature was accepted but ignored, and that
         is all that went wrong: the verdict is then ``unsupported``."""
-        errors = self.errors()
-        if not errors or not all(self._optional_ignored(f) is not None for f in errors):
+        ignored = [(f, self._optional_ignored(f)) for f in self.errors()]
+        if not ignored or any(feature is None for _, feature in ignored):
             return None
-        own = [f for f in errors if self._optional_ignored(f) in self.features]
+        own = [(f, feature) for f, feature in ignored if feature in self.features]
         if not own:
             return None
-        first = own[0]
-        return f"{self._optional_ignored(first)} accepted but ignored ({first.rule}): {first.message}"
+        first, feature = own[0]
+        return f"{feature} accepted but ignored ({first.rule}): {first.message}"
 
     def conclude(self) -> Verdict:
         """The verdict from the findings so far (the plugin fails the test on ``fail``)."""

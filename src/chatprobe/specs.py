@@ -336,14 +336,14 @@ class Profile:
     def has(self, name: str) -> bool:
         return self.feature(name) != "absent"
 
-    def severity(self, rule: str, default: str = "error") -> str:
-        """The severity a broken ``rule`` earns in this dialect (specs/SEVERITY.md): the
-        profile's ``severity`` entry where its document leaves the behaviour unspecified."""
+    def lowered(self, rule: str) -> str | None:
+        """Why a broken ``rule`` earns only a warning in this dialect (specs/SEVERITY.md: the
+        profile's ``severity`` entry, where its document leaves the behaviour unspecified);
+        None when it stays an error."""
         entry = _by_rule(self.raw.get("severity"), rule)
-        if isinstance(entry, Mapping):
-            level = entry.get("level")
-            return level if isinstance(level, str) else default
-        return default
+        if isinstance(entry, Mapping) and entry.get("level") == "warning":
+            return str(entry.get("why", ""))
+        return None
 
     def section(self, rule: str) -> str:
         """Where this dialect's document specifies what ``rule`` checks (the profile's
