@@ -150,7 +150,10 @@ def _tool_choice(body: dict[str, Any], names: set[str]) -> None:
         if choice == "required" and not names:
             raise RequestError(400, "'tool_choice' required needs 'tools'", "tool_choice", "type")
         return
-    name = (choice.get("function") or {}).get("name") if isinstance(choice, dict) else None
+    if not isinstance(choice, dict) or choice.get("type") != "function":
+        raise RequestError(400, "'tool_choice' object must have type 'function'", "tool_choice", "type")
+    function = choice.get("function")
+    name = function.get("name") if isinstance(function, dict) else None
     if not isinstance(name, str):
         raise RequestError(400, "'tool_choice.function.name' is required",
                            "tool_choice", "type")
