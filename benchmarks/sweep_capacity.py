@@ -6,7 +6,9 @@ tokens/s p50 >= 20, which does not bind here). Concurrency mode (closed loop,
 two searches for a CI) and rate mode (constant arrivals). Each case is one
 `chatprobe sweep` (the reference server pinned to its own CPU, started once).
 
-    PYTHONPATH=src .venv/bin/python benchmarks/sweep_capacity.py [--quick]
+    PYTHONPATH=. .venv/bin/python benchmarks/sweep_capacity.py [--quick]
+
+(``PYTHONPATH=.``: the capacity model is the tests' own, tests/sweep/model.py.)
 """
 
 from __future__ import annotations
@@ -20,9 +22,10 @@ import tempfile
 import time
 from pathlib import Path
 
+# The capacity model is the tests' own (run with PYTHONPATH=.).
+from tests.sweep.model import ServerModel
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-from tests.sweep.model import ServerModel  # noqa: E402  (the capacity model is the tests')
 
 TTFT_LIMIT_MS = 500.0
 USER_TPS_MIN = 20.0

@@ -5,14 +5,15 @@
 
 Locust's own options work as usual (``-u``, ``-r``, ``-t``, ``--headless`` or the
 web UI, ``--master`` / ``--worker``). chatprobe's request settings are Locust
-options too, listed under "chatprobe" in ``--help`` and shown in the web UI's
-form: ``--dialect``, ``--dialect-profile``, ``--model``, ``--api-key-env``,
+options too, shown in the web UI's form (not in ``locust --help``: Locust prints
+that before it reads a locustfile): ``--dialect``, ``--dialect-profile``, ``--model``, ``--api-key-env``,
 ``--max-tokens``, ``--prompt-tokens``, ``--dataset``, ``--no-stream``,
 ``--no-usage``, ``--ignore-eos``, ``--request-timeout``, ``--read-timeout``,
 ``--check-schema``, ``--stamps``, ``--seed``.
 
-Locust's stats get a POST row per request (end to end) and, per successful
-response, a TTFT and a TPOT row. ``chatprobe load`` runs the same engine
+Locust's stats (web UI, ``--csv``) get a POST row per request (end to end) and,
+per successful response, TTFT, TPOT and ITL rows (ITL: every gap between
+token-bearing events). ``chatprobe load`` runs the same engine
 (:mod:`chatprobe.load.users`) and writes its own exact report instead.
 """
 

@@ -126,10 +126,12 @@ def _env(extra: dict[str, str] | None = None) -> dict[str, str]:
 class ArgvWatch:
     """Every process's command line (``/proc/*/cmdline``, what ``ps`` shows), read every 20 ms
     while a run goes: no process chatprobe starts may carry a planted secret in it. The command
-    the test typed is ignored (a secret the user puts on a command line is the user's choice)."""
+    the test typed is ignored (a secret the user puts on a command line is the user's choice).
+    Sightings are kept by process id and the typed commands' ids left out when read, so a scan
+    that runs between the start of a typed command and its id being registered counts nothing."""
 
     def __init__(self) -> None:
-        self.seen: dict[str, list[str]] = {}
+        self._seen: dict[int, tuple[str, list[str]]] = {}
         self.ignore: set[int] = {os.getpid()}
         self.scans = 0
         self._stop = threading.Event()
@@ -144,8 +146,12 @@ class ArgvWatch:
                     argv = Path(entry.path, "cmdline").read_bytes().decode("utf-8", "replace")
                     leaked = _leaks(argv)
                     if leaked:
-                        self.seen[argv.replace("\0", " ")[:300]] = leaked
+                        self._seen[int(entry.name)] = (argv.replace("\0", " ")[:300], leaked)
             self.scans += 1
+
+    @property
+    def seen(self) -> dict[str, list[str]]:
+        return {argv: leaked for pid, (argv, leaked) in self._seen.items() if pid not in self.ignore}
 
     def __enter__(self) -> ArgvWatch:
         self._thread.start()

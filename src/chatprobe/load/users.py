@@ -11,10 +11,13 @@ Settings: ``chatprobe load`` hands them over as JSON in ``CHATPROBE_LOAD_SETTING
 shown in the web UI's form), read with ``--host`` when a test starts. The variable,
 when set, wins.
 
-Locust's own stats get one row per request (POST, end to end) and, for every
-successful stream, a TTFT and a TPOT row (TPOT is the request's mean ITL). Single
-inter-token gaps are not fired: that would be one more Locust event per token, on
-the generator's hot path.
+Locust's own stats (web UI, ``--csv``) get one row per request (POST, end to end)
+and, for every successful response, a TTFT row, a TPOT row (the request's mean
+gap) and an ITL row (every gap between token-bearing events). The POST row is a
+Locust request event; the three metric rows are logged straight into their own
+stats entries, the gaps in bulk when the request ends (one call per request, not
+per token, so nothing is added to the read path), and none of them into Locust's
+"Aggregated" row, which keeps counting requests.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ import logging
 import os
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import gevent
@@ -32,6 +35,7 @@ import gevent.lock
 from locust import LoadTestShape, User, events, task
 from locust.env import Environment
 from locust.runners import MasterRunner
+from locust.stats import StatsEntry, bucket_response_time
 
 from chatprobe.errors import UsageError
 from chatprobe.load.client import (
@@ -118,12 +122,36 @@ def _fire(environment: Environment, r: RequestRecord, path: str) -> None:
     fire(request_type="POST", name=path, response_time=e2e, response_length=r.output_tokens or 0,
          exception=exc, context={})
     if r.ok and r.ttft_ms is not None:
-        fire(request_type="TTFT", name=r.dialect, response_time=r.ttft_ms, response_length=0,
-             exception=None, context={})
+        stats = environment.stats
+        log_many(stats.get(r.dialect, "TTFT"), (r.ttft_ms,))
         tpot = r.tpot_ms
         if tpot is not None:
-            fire(request_type="TPOT", name=r.dialect, response_time=tpot, response_length=0,
-                 exception=None, context={})
+            log_many(stats.get(r.dialect, "TPOT"), (tpot,))
+            log_many(stats.get(r.dialect, "ITL"), r.itls_ms)
+
+
+def log_many(entry: StatsEntry, values_ms: Sequence[float]) -> None:
+    """``entry.log(v, 0)`` for every value, in one pass (one clock read, one cache turn):
+    the same counts, sums, extremes, per-second counts and rounded buckets
+    (``tests/load/test_locust_rows.py`` holds it to Locust's own ``log``)."""
+    if not values_ms:
+        return
+    now = time.time()
+    second = int(now)
+    if entry.use_response_times_cache and entry.last_request_timestamp and second > int(entry.last_request_timestamp):
+        entry._cache_response_times(second - 1)
+    n = len(values_ms)
+    entry.num_requests += n
+    entry.num_reqs_per_sec[second] += n
+    entry.last_request_timestamp = now
+    # Locust annotates these as int but keeps what it is given (request events carry float ms).
+    entry.total_response_time += sum(values_ms)  # type: ignore[assignment]
+    lo, hi = min(values_ms), max(values_ms)
+    entry.min_response_time = lo if entry.min_response_time is None else min(entry.min_response_time, lo)  # type: ignore[assignment]
+    entry.max_response_time = max(entry.max_response_time, hi)  # type: ignore[assignment]
+    buckets = entry.response_times
+    for v in values_ms:
+        buckets[bucket_response_time(v)] += 1
 
 
 # ---------------------------------------------------------------------------

@@ -1,0 +1,127 @@
+"""Did the one-engine move cost speed or accuracy? chatprobe now vs an earlier checkout, side by side
+with a plain locustfile, in one run.
+
+The server is benchmarks/fast_server.py pinned to the last CPU (TTFT 50 ms, ITL 5 ms, 256 tokens per
+request, truth records kept); each generator is pinned to CPU 0. For every round and every stream
+count, the three clients run one after another, in an order rotated each round (so a drift in the
+machine's load does not favour one of them):
+
+* ``before``: ``chatprobe load`` from the earlier checkout (``--before DIR``: a clone with its own
+  ``.venv``, e.g. ``git worktree add /tmp/before 197f277`` then ``pip install -e .`` in its venv);
+* ``after``: ``chatprobe load`` from this checkout;
+* ``typical``: benchmarks/typical_locustfile.py (FastHttpUser.iter_lines + json.loads), the control:
+  it did not change, so its spread is the machine's noise.
+
+Per client it prints tokens/s per core (tokens parsed / the generator's CPU seconds between test
+start and stop) and the TTFT error against the server's truth (client TTFT - server's first write -
+received, matched by X-Request-Id, requests of the warm-up left out). The summary gives, per stream
+count, each client's median and range over the rounds, and the median over rounds of the per-round
+ratio after/before (the ratio taken inside one round, so both sides saw the same machine).
+
+    .venv/bin/python benchmarks/engine_before_after.py --before /tmp/before \
+        [--streams 128 512] [--rounds 3] [--duration 10] [--warmup 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import httpx
+from load_cost import ACC_TTFT_MS, TOKENS, _errors, _pct, _truth, acc_typical, fast_server
+
+from chatprobe.metrics import RequestRecord
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_load(checkout: Path, python: str, url: str, users: int, duration: float,
+             warmup: float) -> tuple[dict[str, Any], list[tuple[int, int | None, str]]]:
+    """``chatprobe load`` of one checkout, its generator on CPU 0."""
+    env = {**os.environ, "PYTHONPATH": str(checkout / "src")}
+    with tempfile.TemporaryDirectory() as out:
+        proc = subprocess.run(
+            ["taskset", "-c", "0", python, "-m", "chatprobe", "load", "--target", url,
+             "--users", str(users), "--spawn-rate", str(max(users / 2, 1)), "--duration", str(duration),
+             "--warmup", str(warmup), "--max-tokens", str(TOKENS), "--ignore-eos", "--no-progress",
+             "--report-dir", out],
+            env=env, check=False, capture_output=True, text=True, timeout=duration + 180,
+        )
+        summary = Path(out) / "summary.json"
+        if not summary.is_file():
+            raise RuntimeError(f"{checkout}: chatprobe load wrote no summary: {proc.stderr[-1500:]}")
+        doc = json.loads(summary.read_text())
+        with open(Path(out) / "records.jsonl") as f:
+            records = [RequestRecord.from_json(json.loads(line)) for line in f]
+    s = doc["summary"]
+    local = next(p for p in doc["health"]["processes"] if p["role"] == "local")
+    tokens_per_s = s["throughput"]["output_tokens_per_s"] or 0.0
+    gen_cpu_s = (local["cpu_percent_mean"] or 0.0) / 100 * doc["run"]["measured_s"]
+    pairs = [(r.t_sent_ns, r.t_first_token_ns, r.request_id) for r in records if r.ok]
+    return {"tokens_per_s": tokens_per_s, "cpu_percent": local["cpu_percent_mean"],
+            "tokens_per_core_s": tokens_per_s * s["window"]["duration_s"] / gen_cpu_s if gen_cpu_s else 0.0,
+            "trust": "ok" if doc["health"]["trustworthy"] else "SAT"}, pairs
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--before", type=Path, required=True, help="the earlier checkout (with its own .venv)")
+    ap.add_argument("--streams", type=int, nargs="+", default=[128, 512])
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--duration", type=float, default=10.0)
+    ap.add_argument("--warmup", type=float, default=2.0)
+    args = ap.parse_args()
+    before_python = args.before / ".venv" / "bin" / "python"
+    if not before_python.is_file():
+        sys.exit(f"engine_before_after: no {before_python} (make a venv in the earlier checkout)")
+    cpus = sorted(os.sched_getaffinity(0))
+    clients = ["before", "after", "typical"]
+    rows: dict[tuple[str, int], list[dict[str, float]]] = {}
+    print(f"fast server on CPU {cpus[-1]}, generators on CPU 0; TTFT {ACC_TTFT_MS} ms, ITL 5 ms, "
+          f"{TOKENS} tokens/request, {args.duration:g} s per run ({args.warmup:g} s warm-up)")
+    print(f"{'round':>5} {'client':8} {'streams':>7} {'tok/s':>8} {'gen CPU%':>8} {'tok/s/core':>10} "
+          f"{'err p50':>8} {'err p99':>8} {'health':>6}", flush=True)
+    with fast_server(cpus[-1], ACC_TTFT_MS, 5) as (url, _child):
+        for rnd in range(args.rounds):
+            order = clients[rnd % 3:] + clients[:rnd % 3]
+            for users in args.streams:
+                for client in order:
+                    httpx.delete(url + "/_chatprobe/truth", timeout=30)
+                    if client == "typical":
+                        r, pairs = acc_typical(url, users, args.duration, "iter_lines")
+                    else:
+                        checkout, python = ((args.before, str(before_python)) if client == "before"
+                                            else (ROOT, sys.executable))
+                        r, pairs = run_load(checkout, python, url, users, args.duration, args.warmup)
+                    errs, _itls, _send, _deliver = _errors(pairs, _truth(url), int(args.warmup * 1e9))
+                    row = {"tpc": r["tokens_per_core_s"], "p50": _pct(errs, 50), "p99": _pct(errs, 99)}
+                    rows.setdefault((client, users), []).append(row)
+                    print(f"{rnd + 1:5d} {client:8} {users:7d} {r['tokens_per_s']:8,.0f} {r['cpu_percent']:8.1f} "
+                          f"{r['tokens_per_core_s']:10,.0f} {row['p50']:8.2f} {row['p99']:8.2f} {r['trust']:>6}",
+                          flush=True)
+    print("\nsummary (median over rounds [min-max])")
+    print(f"{'streams':>7} {'client':8} {'tok/s/core':>28} {'TTFT err p50 ms':>16} {'TTFT err p99 ms':>16}")
+    for users in args.streams:
+        for client in clients:
+            got = rows[(client, users)]
+            tpc = [g["tpc"] for g in got]
+            print(f"{users:7d} {client:8} {statistics.median(tpc):10,.0f} [{min(tpc):7,.0f}-{max(tpc):7,.0f}] "
+                  f"{statistics.median(g['p50'] for g in got):16.2f} {statistics.median(g['p99'] for g in got):16.2f}")
+        ratios = [a["tpc"] / b["tpc"] for a, b in zip(rows[("after", users)], rows[("before", users)], strict=True)
+                  if b["tpc"]]
+        control = [t["tpc"] / statistics.median(x["tpc"] for x in rows[("typical", users)])
+                   for t in rows[("typical", users)]]
+        print(f"{users:7d} after/before tokens/s per core, per round: "
+              f"{', '.join(f'{x:.3f}' for x in ratios)} (median {statistics.median(ratios):.3f}); "
+              f"typical's own spread around its median: {min(control):.3f}-{max(control):.3f}")
+
+
+if __name__ == "__main__":
+    main()
