@@ -73,6 +73,8 @@ def run_load(checkout: Path, python: str, url: str, users: int, duration: float,
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--before", type=Path, required=True, help="the earlier checkout (with its own .venv)")
+    ap.add_argument("--also", action="append", default=[], metavar="NAME=DIR",
+                    help="another checkout to run beside them (this checkout's venv, its src on PYTHONPATH)")
     ap.add_argument("--streams", type=int, nargs="+", default=[128, 512])
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--duration", type=float, default=10.0)
@@ -82,7 +84,8 @@ def main() -> None:
     if not before_python.is_file():
         sys.exit(f"engine_before_after: no {before_python} (make a venv in the earlier checkout)")
     cpus = sorted(os.sched_getaffinity(0))
-    clients = ["before", "after", "typical"]
+    also = dict(item.split("=", 1) for item in args.also)
+    clients = ["before", *also, "after", "typical"]
     rows: dict[tuple[str, int], list[dict[str, float]]] = {}
     print(f"fast server on CPU {cpus[-1]}, generators on CPU 0; TTFT {ACC_TTFT_MS} ms, ITL 5 ms, "
           f"{TOKENS} tokens/request, {args.duration:g} s per run ({args.warmup:g} s warm-up)")
@@ -90,7 +93,7 @@ def main() -> None:
           f"{'err p50':>8} {'err p99':>8} {'health':>6}", flush=True)
     with fast_server(cpus[-1], ACC_TTFT_MS, 5) as (url, _child):
         for rnd in range(args.rounds):
-            order = clients[rnd % 3:] + clients[:rnd % 3]
+            order = clients[rnd % len(clients):] + clients[:rnd % len(clients)]
             for users in args.streams:
                 for client in order:
                     httpx.delete(url + "/_chatprobe/truth", timeout=30)
@@ -98,6 +101,7 @@ def main() -> None:
                         r, pairs = acc_typical(url, users, args.duration, "iter_lines")
                     else:
                         checkout, python = ((args.before, str(before_python)) if client == "before"
+                                            else (Path(also[client]), sys.executable) if client in also
                                             else (ROOT, sys.executable))
                         r, pairs = run_load(checkout, python, url, users, args.duration, args.warmup)
                     errs, _itls, _send, _deliver = _errors(pairs, _truth(url), int(args.warmup * 1e9))
@@ -118,6 +122,11 @@ def main() -> None:
                   if b["tpc"]]
         control = [t["tpc"] / statistics.median(x["tpc"] for x in rows[("typical", users)])
                    for t in rows[("typical", users)]]
+        for name in also:
+            mid = [a["tpc"] / b["tpc"] for a, b in zip(rows[("after", users)], rows[(name, users)], strict=True)
+                   if b["tpc"]]
+            print(f"{users:7d} after/{name} tokens/s per core, per round: "
+                  f"{', '.join(f'{x:.3f}' for x in mid)} (median {statistics.median(mid):.3f})")
         print(f"{users:7d} after/before tokens/s per core, per round: "
               f"{', '.join(f'{x:.3f}' for x in ratios)} (median {statistics.median(ratios):.3f}); "
               f"typical's own spread around its median: {min(control):.3f}-{max(control):.3f}")

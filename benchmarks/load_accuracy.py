@@ -23,7 +23,6 @@ Goal: |TTFT p50 error| <= 2 ms and |ITL p50 error| <= 0.5 ms at 1, 32, 128 strea
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import os
 import subprocess
@@ -34,6 +33,7 @@ from pathlib import Path
 import httpx
 
 from chatprobe.metrics import RequestRecord, percentile
+from chatprobe.metrics.accuracy import measurement_error
 from chatprobe.server.runner import spawn_server
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -59,28 +59,9 @@ def measure(url: str, users: int, duration: float, stamps: str = "kernel") -> di
             records = [RequestRecord.from_json(json.loads(line)) for line in f]
     truth = {t["request_id"]: t for t in httpx.get(url + "/_chatprobe/truth").json()["records"]}
     start, end = doc["summary"]["window"]["start_ns"], doc["summary"]["window"]["end_ns"]
-    ttft_err: list[float] = []
-    gap_err: list[float] = []
-    client_itl: list[float] = []
-    server_itl: list[float] = []
-    client_ttft: list[float] = []
-    server_ttft: list[float] = []
-    for r in records:
-        t = truth.get(r.request_id)
-        if not r.ok or t is None or not t["token_ns"] or not start <= r.t_finished_ns <= end:
-            continue
-        c_ttft = r.ttft_ms
-        assert c_ttft is not None
-        s_ttft = (t["token_ns"][0] - t["received_ns"]) / 1e6
-        client_ttft.append(c_ttft)
-        server_ttft.append(s_ttft)
-        ttft_err.append(c_ttft - s_ttft)
-        s_gaps = [(b - a) / 1e6 for a, b in itertools.pairwise(t["token_ns"])]
-        c_gaps = r.itls_ms
-        client_itl.extend(c_gaps)
-        server_itl.extend(s_gaps)
-        if len(c_gaps) == len(s_gaps):
-            gap_err.extend(c - s for c, s in zip(c_gaps, s_gaps, strict=True))
+    m = measurement_error(records, truth, (start, end))  # the package's matching (chatprobe load --calibrate)
+    client_ttft, server_ttft, ttft_err = m.client_ttft_ms, m.server_ttft_ms, m.ttft_error_ms
+    client_itl, server_itl, gap_err = m.client_itl_ms, m.server_itl_ms, m.itl_error_ms
     return {
         "matched": len(ttft_err),
         "ttft_p50_client": percentile(client_ttft, 50),

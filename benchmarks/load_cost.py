@@ -50,7 +50,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import itertools
 import json
 import os
 import resource
@@ -65,6 +64,7 @@ from typing import Any
 import httpx
 
 from chatprobe.metrics import RequestRecord, percentile
+from chatprobe.metrics.accuracy import measurement_error
 from chatprobe.server.runner import spawn_server, spawn_server_process
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -160,24 +160,15 @@ def _errors(pairs: list[tuple[int, int | None, str]], truth: dict[str, dict[str,
     """Of requests sent after the warm-up, in ms: TTFT errors; the server's ITLs; and the
     error's two parts (one clock, CLOCK_MONOTONIC, for both processes): send = server's
     "received" - client's t_sent (request transfer and the server's own wait before it
-    stamps), delivery = client's first-token stamp - server's first-token write."""
+    stamps), delivery = client's first-token stamp - server's first write. The matching is the
+    package's (chatprobe.metrics.accuracy, as `chatprobe load --calibrate`)."""
     if not pairs:
         return [], [], [], []
     start = min(p[0] for p in pairs) + warmup_ns
-    errs: list[float] = []
-    itls: list[float] = []
-    send: list[float] = []
-    deliver: list[float] = []
-    for sent, first, rid in pairs:
-        t = truth.get(rid)
-        if first is None or sent < start or t is None or not t["token_ns"]:
-            continue
-        errs.append((first - sent - (t["token_ns"][0] - t["received_ns"])) / 1e6)
-        send.append((t["received_ns"] - sent) / 1e6)
-        deliver.append((first - t["token_ns"][0]) / 1e6)
-        ns = t["token_ns"]
-        itls.extend((b - a) / 1e6 for a, b in itertools.pairwise(ns))
-    return errs, itls, send, deliver
+    records = [RequestRecord(request_id=rid, dialect="openai", t_sent_ns=sent, t_first_token_ns=first, ok=True)
+               for sent, first, rid in pairs]
+    m = measurement_error(records, truth, sent_after_ns=start)
+    return m.ttft_error_ms, m.server_itl_ms, m.send_ms, m.delivery_ms
 
 
 def acc_chatprobe(url: str, users: int, duration: float, warmup: float) -> tuple[dict[str, Any], list[tuple[int, int | None, str]]]:

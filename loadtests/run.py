@@ -59,11 +59,14 @@ from chatprobe.load.state import state
 from chatprobe.loadplan import SETTINGS_ENV, LoadSettings, rate_at, split_host_port, stage_at
 from chatprobe.metrics import (
     RequestRecord,
+    assign_prefix_positions,
+    length_sections,
     load_verdict,
     parse_slos,
     percentile,
     summarize,
     time_series,
+    workload_sections,
 )
 
 # Imported: back to the defaults the run's own handlers expect to replace.
@@ -96,11 +99,19 @@ def _environment(s: LoadSettings) -> Environment:
     )
 
 
+def _build_requests() -> None:
+    """The request builder (profile, workload: tokenizer, dataset, every prepared body) built
+    before the load starts: built in the test-start hook it would take its time out of the
+    run's duration, which the main loop counts from the start call (a big dataset: seconds)."""
+    state.builder  # noqa: B018
+
+
 # ---------------------------------------------------------------------------
 # Worker
 # ---------------------------------------------------------------------------
 def run_worker(s: LoadSettings, host: str, port: int) -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the master decides when to stop
+    _build_requests()
     env = _environment(s)
     runner: WorkerRunner = env.create_worker_runner(host, port)
 
@@ -205,6 +216,8 @@ def run_main(s: LoadSettings) -> int:
     else:
         runner = env.create_local_runner()
 
+    if not distributed:
+        _build_requests()
     started_at = datetime.now(UTC).isoformat(timespec="seconds")
     load_profile: list[dict[str, Any]] = []
     if s.stages:
@@ -213,6 +226,7 @@ def run_main(s: LoadSettings) -> int:
         users = state.share() if s.open_loop else s.users
         runner.start(users, spawn_rate=s.spawn_rate or float(users))
     t0_ns = state.t0_ns or time.perf_counter_ns()
+    _announce_window(s, t0_ns)
     progress = _Progress(s)
     end = time.perf_counter() + s.duration_s
     next_sample = 0.0
@@ -223,7 +237,7 @@ def run_main(s: LoadSettings) -> int:
             next_sample += 0.5
         progress.show(elapsed, runner.user_count)
         remaining = end - time.perf_counter()
-        if remaining <= 0 or (s.stages and runner.state in (STATE_STOPPING, STATE_STOPPED)):
+        if remaining <= 0 or (s.stages and runner.state in (STATE_STOPPING, STATE_STOPPED)) or state.replay_over():
             break
         stop.wait(min(remaining, 0.25))
     t_stop_ns = time.perf_counter_ns()
@@ -249,6 +263,19 @@ def run_main(s: LoadSettings) -> int:
         runner.quit()
 
     return _write_outputs(s, t0_ns, t_stop_ns, started_at, interrupted[0], load_profile, finals_missing)
+
+
+def _announce_window(s: LoadSettings, t0_ns: int) -> None:
+    """window.json: when the measured window opens (after the warm-up) and is planned to close,
+    for the CLI's scraper of the server's /metrics (chatprobe.serverside), which aims a scrape
+    at each edge. Written whole (a rename): the reader never sees half of it."""
+    path = Path(s.report_dir) / "window.json"
+    edges = {"t0_ns": t0_ns, "start_ns": t0_ns + int(s.warmup_s * 1e9), "end_ns": t0_ns + int(s.duration_s * 1e9)}
+    try:
+        path.with_suffix(".tmp").write_text(json.dumps(edges), encoding="utf-8")
+        path.with_suffix(".tmp").replace(path)
+    except OSError:
+        pass  # the scrapes then keep their own grid: the window's edges are still reported
 
 
 def _load_point(s: LoadSettings, runner: Any, elapsed: float) -> dict[str, Any]:
@@ -353,6 +380,7 @@ def _write_outputs(
     out_dir = Path(s.report_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     records: list[RequestRecord] = sorted(state.collector.records, key=lambda r: r.t_sent_ns)
+    assign_prefix_positions(records)  # each shared prefix's requests numbered in send order
     with open(out_dir / "records.jsonl", "wb") as f:
         for r in records:  # a record's error text may quote a server that echoed the key
             f.write(redact.scrub(json.dumps(r.to_json(), separators=(",", ":"))).encode() + b"\n")
@@ -407,6 +435,9 @@ def _write_outputs(
         "health": health,
         "protocol_findings": dict(sorted(findings.items())),
         "protocol_under_load": protocol.at_levels(tally, t0_ns, lambda t: _level_at(s, t)),
+        **workload_sections(records, window, t0_ns, turns=s.turns,
+                            trace=state.builder.trace_info if s.trace else None),
+        **length_sections(records, window, state.builder.workload.info, slos.thresholds),
     }
     tmp = out_dir / "summary.json.tmp"
     tmp.write_text(redact.scrub(json.dumps(doc, indent=2)), encoding="utf-8")

@@ -230,12 +230,18 @@ def test_every_plan_key_is_honoured(tmp_path: Path) -> None:
     from chatprobe.paths import specs_dir
 
     keys = set(json.loads((specs_dir() / "plan.schema.json").read_text())["properties"])
+    from tests.tiny_tokenizers import word_level_file
+
     (tmp_path / "d.jsonl").write_text('{"prompt": "hi"}\n')
+    word_level_file(tmp_path / "tok.json")
     plan = tmp_path / "plan.yaml"
     plan.write_text(
         "target: http://127.0.0.1:7\ndialect: atoma\nmodel: m\nprompt_tokens: 5\nmax_tokens: 6\n"
         "include_usage: false\nstream: false\nignore_eos: true\ndataset: d.jsonl\ntimeout: 7\nwarmup: 0.5\n"
         "max_in_flight: 9\narrivals: constant\nslo: {ttft_p95_ms: 100}\nstages:\n  - {duration: 2, rate: 3}\n"
+        "tokenizer: tok.json\ndataset_format: jsonl\ndataset_prompt_column: q\ndataset_min_tokens: 1\n"
+        "dataset_max_tokens: 50\ndataset_limit: 3\nprefix_groups: 2\nprefix_tokens: 4\n"
+        "turns: 3\nthink_time: uniform:1:2\n"
     )
     _, s = _load_args("--plan", str(plan))
     got = {
@@ -246,6 +252,11 @@ def test_every_plan_key_is_honoured(tmp_path: Path) -> None:
         "timeout": s.timeout_s == 7, "warmup": s.warmup_s == 0.5, "max_in_flight": s.max_in_flight == 9,  # type: ignore[attr-defined]
         "arrivals": s.mode == "constant", "slo": s.slos == ("ttft_p95_ms=100",),  # type: ignore[attr-defined]
         "stages": s.duration_s == 2 and s.rate == 3,  # type: ignore[attr-defined]
+        "tokenizer": s.tokenizer == str(tmp_path / "tok.json"), "dataset_format": s.dataset_format == "jsonl",  # type: ignore[attr-defined]
+        "dataset_prompt_column": s.dataset_prompt_column == "q", "dataset_min_tokens": s.dataset_min_tokens == 1,  # type: ignore[attr-defined]
+        "dataset_max_tokens": s.dataset_max_tokens == 50, "dataset_limit": s.dataset_limit == 3,  # type: ignore[attr-defined]
+        "prefix_groups": s.prefix_groups == 2, "prefix_tokens": s.prefix_tokens == 4,  # type: ignore[attr-defined]
+        "turns": s.turns == 3, "think_time": s.think_time == "uniform:1:2",  # type: ignore[attr-defined]
     }  # fmt: skip
     assert set(got) == keys, "a plan key without a test of its effect"
     assert all(got.values()), got

@@ -41,7 +41,7 @@ from chatprobe.paths import specs_dir
 AUDIT_FORMAT = "chatprobe.audit/1"
 AUDIT_SCHEMA_ID = "https://chatprobe.dev/specs/audit.schema.json"
 AUDIT_FILE = "audit.json"
-VERDICTS = ("pass", "fail", "warn", "unsupported", "n/a", "not-run")
+VERDICTS = ("pass", "fail", "warn", "unsupported", "n/a", "not-run", "accepted")
 # Rows are grouped by area in this order (the suites' modules); unknown areas go last.
 AREA_ORDER = (
     "basics", "streaming", "usage", "parameters", "tools", "response_format", "logprobs", "errors",
@@ -167,6 +167,7 @@ class TargetSpec:
     model: str | None = None
     api_key_env: str | None = None
     headers: Mapping[str, str] = field(default_factory=dict)  # values may hold ${VAR}
+    accept: str | None = None  # its own accept file, an absolute path (resolved against the targets file)
 
     @property
     def slug(self) -> str:
@@ -288,6 +289,7 @@ def _build_targets(
     blame: Callable[[yaml.Node, str, Sequence[str | int]], None],
 ) -> list[TargetSpec]:
     """Typed targets from schema-valid data, with the checks a schema cannot make."""
+    from chatprobe.conformrun import load_accept
     from chatprobe.specs import load_profile
 
     targets: list[TargetSpec] = []
@@ -303,6 +305,13 @@ def _build_targets(
                 load_profile(Path(profile))
             except ChatprobeError as exc:
                 blame(_node_at(root, [*at, "profile"]), str(exc), [*at, "profile"])
+        accept = item.get("accept")
+        if accept is not None:
+            accept = str((path.parent / Path(accept).expanduser()).resolve())
+            try:
+                load_accept([accept])
+            except ChatprobeError as exc:
+                blame(_node_at(root, [*at, "accept"]), str(exc), [*at, "accept"])
         try:
             inputs.parse_url(item["url"], "url")
         except UsageError as exc:
@@ -334,7 +343,7 @@ def _build_targets(
         spec = TargetSpec(
             name=item["name"], url=item["url"].rstrip("/"), line=entry.start_mark.line + 1,
             dialect=item.get("dialect"), profile=profile, model=item.get("model"),
-            api_key_env=key_env, headers=dict(item.get("headers", {})),
+            api_key_env=key_env, headers=dict(item.get("headers", {})), accept=accept,
         )  # fmt: skip
         # Names key the columns, the per-target report directories and the baseline comparison.
         if spec.slug in names:
@@ -372,6 +381,7 @@ class AuditSettings:
     load_probe: bool = False
     load_duration_s: float = 5.0
     load_users: int = 2
+    accept: tuple[str, ...] = ()  # accept files for every target (after each target's own)
 
 
 @dataclass(slots=True)
@@ -400,6 +410,7 @@ def _child_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     # Children import chatprobe from where this process did (a checkout needs PYTHONPATH).
     env = children.python_env()
     env.pop(HEADERS_ENV, None)
+    env.pop("GITHUB_ACTIONS", None)  # one job summary for the audit, not one per target's run
     env.update(extra or {})
     return env
 
@@ -420,6 +431,8 @@ def run_target(spec: TargetSpec, settings: AuditSettings) -> TargetRun:
         sys.executable, "-m", "chatprobe", "conform", *_target_argv(spec), "--report-dir", str(out_dir),
         "--timeout", str(settings.timeout_s), "--hypothesis-profile", settings.hypothesis_profile, "--quiet",
     ]  # fmt: skip
+    for accept in (*([spec.accept] if spec.accept else []), *settings.accept):
+        argv += ["--accept", accept]
     # The headers as written: the child takes each ${VAR} from its environment (a secret there too).
     headers = dict(spec.headers)
     env = _child_env({TARGET_ENV: spec.url, **({HEADERS_ENV: json.dumps(headers)} if headers else {})})
@@ -540,11 +553,12 @@ def anchor(slug: str, key: str) -> str:
 
 
 def combine(verdicts: Sequence[str]) -> str:
-    """One feature's verdict from its checks': a failure wins, then a clean refusal; all n/a is n/a."""
+    """One feature's verdict from its checks': a failure wins, then an accepted failure, then a
+    clean refusal; all n/a is n/a."""
     applicable = [v for v in verdicts if v != "n/a"]
     if not applicable:
         return "n/a"
-    for verdict in ("fail", "unsupported", "warn"):
+    for verdict in ("fail", "accepted", "unsupported", "warn"):
         if verdict in applicable:
             return verdict
     return "pass"
@@ -566,7 +580,7 @@ def feature_verdicts(checks: Sequence[Mapping[str, Any]]) -> dict[str, str]:
             verdict = check["verdict"]
             if verdict == "not-run":
                 continue
-            if verdict == "fail":
+            if verdict in ("fail", "accepted"):
                 rules = {f["rule"] for f in check.get("findings", ()) if f.get("severity") == "error"}
                 if rules and not any(r.startswith(own) for r in rules):
                     verdict = "pass"  # failed for another feature's (or the stream's) reason
@@ -577,8 +591,8 @@ def feature_verdicts(checks: Sequence[Mapping[str, Any]]) -> dict[str, str]:
 
 def score(summary: Mapping[str, int]) -> float | None:
     """Conformance score: passed (warnings included) over the checks that applied and were attempted;
-    unsupported optional features and n/a checks do not count against it."""
-    judged = summary["pass"] + summary["warn"] + summary["fail"]
+    unsupported optional features and n/a checks do not count against it; accepted failures do."""
+    judged = summary["pass"] + summary["warn"] + summary["fail"] + summary.get("accepted", 0)
     return round(100.0 * (summary["pass"] + summary["warn"]) / judged, 1) if judged else None
 
 
@@ -621,11 +635,15 @@ def _target_entry(run: TargetRun) -> dict[str, Any]:
         f: v for f, v in feature_verdicts(findings["checks"]).items() if profile.feature(f) != "absent" or v != "n/a"
     }
     entry["features"] = features
-    entry["must_missing"] = [f for f, v in features.items() if profile.feature(f) == "must" and v in ("fail", "unsupported")]
+    entry["must_missing"] = [
+        f for f, v in features.items() if profile.feature(f) == "must" and v in ("fail", "accepted", "unsupported")
+    ]
+    if "acceptances" in findings:  # its accept files (--accept, its own `accept`): what became of each
+        entry["acceptances"] = findings["acceptances"]
     deviations: dict[tuple[str, str], list[str]] = {}
     for c in findings["checks"]:
         key = check_key(c)
-        if c["verdict"] in ("fail", "warn"):
+        if c["verdict"] in ("fail", "warn", "accepted"):
             entry["evidence"][key] = {
                 "anchor": anchor(spec.slug, key),
                 "rules": sorted({f["rule"] for f in c["findings"]}),
@@ -689,8 +707,25 @@ def build_document(
 
 # --------------------------------------------------------------------------- baseline
 
-# Worse to the right; n/a is outside the order (the check did not apply: a profile change, not a regression).
+# Worse to the right; n/a is outside the order (the check did not apply: a profile change, not a
+# regression), and so is accepted (a failure the user accepted: a change, never a regression;
+# but accepted -> fail is one: the acceptance expired or was withdrawn and the failure is back).
 _RANK = {"pass": 0, "warn": 1, "unsupported": 2, "fail": 3}
+
+
+def judge_change(was: str | None, now: str) -> str | None:
+    """``regression``, ``fix``, ``change`` (to or from n/a or accepted: listed, not judged) or None
+    (no change). A check new since the baseline that fails is a regression; any other new check
+    is no change."""
+    if was == now:
+        return None
+    if was is None:
+        return "regression" if now == "fail" else None
+    if now == "fail" and was == "accepted":
+        return "regression"
+    if was in _RANK and now in _RANK:
+        return "regression" if _RANK[now] > _RANK[was] else "fix"
+    return "change"
 
 
 def load_baseline(directory: Path) -> dict[str, Any]:
@@ -719,13 +754,11 @@ def compare(current: Mapping[str, Any], baseline: Mapping[str, Any], baseline_pa
             item["status"] = "compared"
             for key, now in target["checks"].items():
                 was = old["checks"].get(key)
-                if was is None or was == now:
-                    continue
-                change = {"check": key, "was": was, "now": now}
-                if was in _RANK and now in _RANK:
-                    item["regressions" if _RANK[now] > _RANK[was] else "fixes"].append(change)
-                else:
-                    item["changes"].append(change)
+                kind = judge_change(was, now)
+                if kind is not None:
+                    item[{"regression": "regressions", "fix": "fixes", "change": "changes"}[kind]].append(
+                        {"check": key, "was": was, "now": now}
+                    )
         out.append(item)
     missing = [name for name in before if name not in {t["name"] for t in current["targets"]}]
     return {

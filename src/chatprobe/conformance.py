@@ -4,7 +4,7 @@
     Target               the server under test: profile + client; ``send(spec) -> Exchange``
                          and request builders (``chat``, ``invalid``); shared by the whole run
     CheckRecord          what one named check saw: exchanges, findings, verdict
-    Verdict              pass / fail / warn / unsupported / n/a / not-run
+    Verdict              pass / fail / warn / unsupported / n/a / not-run / accepted
     findings_document()  the findings.json document (schema: specs/findings.schema.json)
 
 The suites (``suites/``) only build requests, send them through a
@@ -21,11 +21,14 @@ import time
 import unittest
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import date
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 from chatprobe import __version__, redact
+from chatprobe.accept import Acceptance, Judgement, judge, statuses
+from chatprobe.accept import today as accept_today
 from chatprobe.breaker import (
     DEFAULT_MAX_DURATION_S,
     NO_ANSWER_RULES,
@@ -56,6 +59,7 @@ class Verdict(StrEnum):
     UNSUPPORTED = "unsupported"  # a `may` feature declined cleanly (4xx, proper envelope)
     NOT_APPLICABLE = "n/a"  # the profile marks the feature absent
     NOT_RUN = "not-run"  # the run stopped before it (the target stopped answering, or the run deadline)
+    ACCEPTED = "accepted"  # it failed, and an acceptance of the run's accept file says to live with it (chatprobe.accept)
 
 
 class Unsupported(Exception):
@@ -235,6 +239,7 @@ class CheckRecord:
     reason: str = ""
     started: float = field(default_factory=time.perf_counter)
     not_run_cause: dict[str, Any] | None = None  # set with verdict not-run: NotRun.cause
+    acceptance: dict[str, Any] | None = None  # a failure's acceptance (accept.Judgement.to_json), accepted or expired
 
     @property
     def profile(self) -> Profile:
@@ -369,6 +374,20 @@ class CheckRecord:
             self.verdict = Verdict.PASS
         return self.verdict
 
+    def judge_acceptance(self, acceptances: Sequence[Acceptance], on: date) -> Judgement | None:
+        """After a failure: the run's acceptances of it (chatprobe.accept). When a live one accepts
+        it, the verdict becomes ``accepted`` with the acceptance's reason; an expired one is kept
+        to be reported (the failure stands)."""
+        check = {"id": self.nodeid or self.name, "verdict": "fail",
+                 "findings": [_finding_json(f, i, self.exchanges) for f, i in self.findings]}
+        judgement = judge(check, acceptances, on)
+        if judgement is None:
+            return None
+        self.acceptance = judgement.to_json()
+        if judgement.accepted:
+            self.verdict, self.reason = Verdict.ACCEPTED, judgement.text()
+        return judgement
+
     def failure_text(self) -> str:
         """Readable failure: each error finding with its rule, where, and the reproducer."""
         lines: list[str] = []
@@ -387,6 +406,9 @@ class CheckRecord:
                 ex = self.exchanges[index]
                 lines.append(f"    HTTP {ex.status} from {ex.method} {ex.url}")
                 lines.append(f"    reproduce: {ex.curl()}")
+        if self.acceptance is not None and self.acceptance["status"] == "expired":
+            lines += [f"acceptance {a['id']} ({a['source']}) expired on {a['expires']}: the failure counts again"
+                      for a in self.acceptance["entries"]]
         return redact.scrub("\n".join(lines))
 
     def to_json(self, nodeid: str, area: str, duration_s: float) -> dict[str, Any]:
@@ -399,6 +421,7 @@ class CheckRecord:
             "features": list(self.features),
             "reason": self.reason,
             **({"not_run_cause": self.not_run_cause} if self.not_run_cause is not None else {}),
+            **({"acceptance": self.acceptance} if self.acceptance is not None else {}),
             "duration_s": round(duration_s, 4),
             "findings": [_finding_json(f, i, self.exchanges) for f, i in self.findings],
             "exchanges": [ex.to_json() for ex in self.exchanges],
@@ -447,10 +470,13 @@ def findings_document(
     hypothesis_profile: str | None,
     complete: bool = True,
     interrupted: bool = False,
+    accept: AcceptSettings | None = None,
 ) -> dict[str, Any]:
     """The findings.json document; ``complete=False`` while the run is still going (written
     after every check, so a run killed from outside leaves what it had found); ``interrupted``:
-    the run was stopped (SIGINT / SIGTERM) and this is what it had found (exit code 130)."""
+    the run was stopped (SIGINT / SIGTERM) and this is what it had found (exit code 130);
+    ``accept``: the run's accept files (its checks were judged against them as they ended):
+    each acceptance's status, and with ``strict`` a stale one fails the run."""
     from chatprobe import rootcause
 
     summary = summarize(checks)
@@ -471,6 +497,9 @@ def findings_document(
             "idle connection; a client retries). Informational, not a finding."
         )
     checks = [{**check, "root_causes": by_check.get(check["id"], [])} for check in checks]
+    accepted = statuses(accept.acceptances, checks, accept.today) if accept is not None else []
+    stale = accept is not None and accept.strict and any(a["status"] == "stale" for a in accepted)
+    run_extra = {"accept": {"files": list(accept.files), "strict": accept.strict, "today": accept.today.isoformat()}} if accept else {}
     return {
         "$schema": FINDINGS_SCHEMA_ID,
         "format": FINDINGS_FORMAT,
@@ -484,13 +513,27 @@ def findings_document(
             "started_unix": round(started_unix, 3),
             "duration_s": round(duration_s, 3),
             "hypothesis_profile": hypothesis_profile,
+            **run_extra,
         },
         "state": "interrupted" if interrupted else "complete" if complete else "running",
         "summary": summary,
         # A run that left checks unrun (the target stopped answering, or the run deadline) cannot
         # pass: what it did not check is not known to conform.
-        "exit_code": 130 if interrupted else 1 if summary["fail"] or summary.get("not-run") else 0,
+        # --strict-accept: an acceptance that names nothing of the run fails it too (remove it).
+        "exit_code": 130 if interrupted else 1 if summary["fail"] or summary.get("not-run") or stale else 0,
         "root_causes": causes,
         "notes": notes,
+        **({"acceptances": accepted} if accept is not None else {}),
         "checks": checks,
     }
+
+
+@dataclass(frozen=True, slots=True)
+class AcceptSettings:
+    """A run's accepted deviations: the files, their acceptances, whether a stale one fails the
+    run, and the day expiries are judged on (one per run)."""
+
+    files: tuple[str, ...]
+    acceptances: tuple[Acceptance, ...]
+    strict: bool = False
+    today: date = field(default_factory=lambda: accept_today())

@@ -21,8 +21,9 @@ profile loaders): a user's mistake here is a :class:`~chatprobe.errors.UsageErro
   but the document they expand to capped at :data:`MAX_YAML_NODES` nodes
   (an alias bomb is refused before it is expanded), recursive aliases and
   duplicate keys refused, each with the line;
-* datasets (:func:`read_dataset`): the JSONL prompts of ``load``/``sweep``,
-  read once here (the load generator reads them through the same function).
+* datasets (:func:`read_dataset_rows`): the prompts of ``load``/``sweep`` (JSONL,
+  ShareGPT JSON read item by item, CSV), each bad row one error naming its line;
+  :mod:`chatprobe.workload` samples them (the generator reads them the same way).
 
 Protocol core: standard library and PyYAML only.
 """
@@ -55,9 +56,8 @@ MAX_STREAM_BYTES = 1 << 30  # a captured stream for lint-stream (read in blocks,
 MAX_NESTING = 64  # JSON / YAML nesting depth
 MAX_RUN_JSON_NESTING = 200  # a run's own JSON (its evidence quotes servers' documents)
 MAX_YAML_NODES = 100_000  # nodes of a YAML document once its aliases are expanded
-MAX_DATASET_BYTES = 64 << 20  # what load reads of a dataset (it uses its first lines only)
-MAX_DATASET_LINE_BYTES = 4 << 20
-MAX_DATASET_ITEMS = 10_000
+MAX_DATASET_LINE_BYTES = 4 << 20  # a dataset's line (JSONL) or item (ShareGPT)
+MAX_DATASET_ITEMS = 10_000  # conversations a load run samples by default (--dataset-limit)
 
 MAX_USERS = 100_000
 MAX_RATE = 1_000_000.0  # requests/s, users/s
@@ -530,9 +530,33 @@ def parse_yaml(text: str, name: str) -> YamlDocument:
         raise YamlInputError(name, f"not valid YAML: {_one_line(exc.problem or exc)}", mark.line + 1 if mark else None) from None
     except yaml.YAMLError as exc:
         raise YamlInputError(name, f"not valid YAML: {_one_line(exc)}") from None
+    except ValueError as exc:  # a scalar of an implicit type out of its range: 2025-02-30
+        raise YamlInputError(name, f"not valid YAML: {_one_line(exc)}", _bad_scalar_line(root)) from None
     finally:
         loader.dispose()
     return YamlDocument(data, root)
+
+
+def _bad_scalar_line(root: yaml.Node) -> int | None:
+    """The line of the first scalar PyYAML cannot construct (a date or time out of range)."""
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, yaml.ScalarNode):
+            loader = _Loader("")
+            try:
+                loader.construct_object(node)
+            except ValueError:
+                return node.start_mark.line + 1
+            except yaml.YAMLError:
+                pass
+            finally:
+                loader.dispose()
+        elif isinstance(node, yaml.MappingNode):
+            stack += [n for pair in reversed(node.value) for n in reversed(pair)]
+        elif isinstance(node, yaml.SequenceNode):
+            stack += reversed(node.value)
+    return None
 
 
 def load_yaml(path: str | Path, what: str = "file", max_bytes: int = MAX_CONFIG_BYTES) -> YamlDocument:
@@ -542,33 +566,229 @@ def load_yaml(path: str | Path, what: str = "file", max_bytes: int = MAX_CONFIG_
 
 
 # --------------------------------------------------------------------------- datasets
-def read_dataset(path: str | Path) -> list[list[dict[str, Any]]]:
-    """The conversations of a JSONL dataset: ``{"messages": [...]}`` or ``{"prompt": "..."}`` per
-    line (blank lines skipped), the first :data:`MAX_DATASET_ITEMS` of them. Every line read must
-    be one of those: UsageError naming the first line that is not, and when none is usable."""
+DATASET_FORMATS: tuple[str, ...] = ("jsonl", "sharegpt", "csv")
+MAX_DATASET_SCAN_BYTES = 1 << 30  # what is read of a dataset for sampling (ShareGPT's V3 file: ~670 MiB)
+MAX_DATASET_ROWS = 200_000  # rows kept from it (their first turn and reply only), then sampled
+_REPLY_KEYS = ("completion", "response", "output")  # a JSONL prompt's or a CSV row's reference reply
+_SHAREGPT_ROLES = {"human": "user", "user": "user", "system": "system", "gpt": "assistant",
+                   "chatgpt": "assistant", "assistant": "assistant", "bard": "assistant",
+                   "bing": "assistant", "model": "assistant"}
+
+
+@dataclass(frozen=True, slots=True)
+class DatasetRow:
+    """One conversation of a dataset: the messages a request sends (system turns, then the first
+    user turn) and the reference reply that followed it, when the dataset has one."""
+
+    messages: list[dict[str, Any]]
+    reply: str | None
+    line: int
+
+
+@dataclass(frozen=True, slots=True)
+class DatasetRows:
+    rows: list[DatasetRow]
+    format: str
+    skipped: int  # rows without a user turn (ShareGPT conversations that start with the reply...)
+
+
+def dataset_format(path: str | Path, given: str | None = None) -> str:
+    """``given``, else from the file's extension: .json ShareGPT, .csv CSV, anything else JSONL."""
+    if given is not None:
+        if given not in DATASET_FORMATS:
+            raise UsageError(f"--dataset-format must be one of {', '.join(DATASET_FORMATS)}, got {given[:30]!r}")
+        return given
+    suffix = Path(path).suffix.lower()
+    return "sharegpt" if suffix == ".json" else "csv" if suffix == ".csv" else "jsonl"
+
+
+def read_dataset_rows(path: str | Path, fmt: str | None = None, prompt_column: str = "prompt") -> DatasetRows:
+    """A dataset's conversations for sampling (:mod:`chatprobe.workload`), in file order: at most
+    :data:`MAX_DATASET_ROWS` rows and :data:`MAX_DATASET_SCAN_BYTES` bytes are read.
+
+    * ``jsonl``: ``{"messages": [...]}`` (a last assistant message is the reply, not sent) or
+      ``{"prompt": "..."}`` per line, a reply under ``completion`` / ``response`` / ``output``;
+    * ``sharegpt``: a JSON list of ``{"conversations": [{"from": "human"|"gpt"|"system"…, "value": "..."}]}``
+      (``messages`` / ``prompt`` objects as in JSONL are accepted too): the system turns and the
+      first human turn are sent, the next gpt turn is the reply; a conversation without a human
+      turn is skipped and counted;
+    * ``csv``: a header row, the prompt in column ``prompt_column``, a reply in a column named
+      ``completion`` / ``response`` / ``output`` when there is one.
+
+    A row of the wrong shape is one UsageError naming the file and its line; so is a dataset
+    without a single usable row."""
+    fmt = dataset_format(path, fmt)
     name = str(path)
-    conversations: list[list[dict[str, Any]]] = []
+    if fmt == "csv":
+        rows, skipped = _csv_rows(path, name, prompt_column), 0
+    elif fmt == "sharegpt":
+        rows, skipped = _sharegpt_rows(path, name)
+    else:
+        rows, skipped = _jsonl_rows(path, name), 0
+    if not rows:
+        raise UsageError(f"dataset {name}: no conversation in it" + (f" ({skipped} without a user turn)" if skipped else ""))
+    return DatasetRows(rows, fmt, skipped)
+
+
+def _row_of(item: Any, where: str) -> DatasetRow | None:
+    """A JSONL line's or a JSON list item's row (None: a ShareGPT conversation without a user turn)."""
+    line = int(where.rpartition(":")[2])
+    if isinstance(item, dict) and isinstance(item.get("conversations"), list):
+        messages: list[dict[str, Any]] = []
+        turns = item["conversations"]
+        for k, turn in enumerate(turns):
+            if not (isinstance(turn, dict) and isinstance(turn.get("from"), str) and isinstance(turn.get("value"), str)):
+                raise UsageError(f"dataset {where}: conversations[{k}] is not {{\"from\": \"human\"|\"gpt\"|\"system\", \"value\": \"...\"}}")
+            role = _SHAREGPT_ROLES.get(turn["from"].lower())  # others (tool, function...) are not sent
+            if role == "system" and not any(m["role"] == "user" for m in messages):
+                messages.append({"role": "system", "content": turn["value"]})
+            elif role == "user":
+                messages.append({"role": "user", "content": turn["value"]})
+                reply = next((t["value"] for t in turns[k + 1:k + 2]
+                              if isinstance(t, dict) and isinstance(t.get("from"), str)
+                              and _SHAREGPT_ROLES.get(t["from"].lower()) == "assistant"
+                              and isinstance(t.get("value"), str)), None)
+                return DatasetRow(messages, reply, line)
+        return None
+    if isinstance(item, dict) and isinstance(item.get("messages"), list) and item["messages"] and all(
+            isinstance(m, dict) for m in item["messages"]):
+        messages = list(item["messages"])
+        reply = None
+        if len(messages) > 1 and messages[-1].get("role") == "assistant":
+            content = messages.pop().get("content")
+            reply = content if isinstance(content, str) else None
+        return DatasetRow(messages, reply, line)
+    if isinstance(item, dict) and isinstance(item.get("prompt"), str):
+        reply = next((item[k] for k in _REPLY_KEYS if isinstance(item.get(k), str)), None)
+        return DatasetRow([{"role": "user", "content": item["prompt"]}], reply, line)
+    raise UsageError(f'dataset {where}: expected {{"messages": [...]}}, {{"prompt": "..."}} or '
+                     '{"conversations": [{"from": ..., "value": ...}]}')
+
+
+def _jsonl_rows(path: str | Path, name: str) -> list[DatasetRow]:
+    rows: list[DatasetRow] = []
     read = 0
     with open_regular(path, "dataset") as f:
         for n, raw in enumerate(iter(lambda: f.readline(MAX_DATASET_LINE_BYTES + 1), b""), start=1):
             read += len(raw)
             if len(raw) > MAX_DATASET_LINE_BYTES:
                 raise UsageError(f"dataset {name}:{n}: a line longer than {_size(MAX_DATASET_LINE_BYTES)}")
-            if read > MAX_DATASET_BYTES or len(conversations) >= MAX_DATASET_ITEMS:
+            if read > MAX_DATASET_SCAN_BYTES or len(rows) >= MAX_DATASET_ROWS:
                 break
             if not raw.strip():
                 continue
-            item = parse_json(raw, f"dataset {name}:{n}")
-            if isinstance(item, dict) and isinstance(item.get("messages"), list) and item["messages"] and all(
-                isinstance(m, dict) for m in item["messages"]
-            ):
-                conversations.append(item["messages"])
-            elif isinstance(item, dict) and isinstance(item.get("prompt"), str):
-                conversations.append([{"role": "user", "content": item["prompt"]}])
+            row = _row_of(parse_json(raw, f"dataset {name}:{n}"), f"{name}:{n}")
+            if row is not None:
+                rows.append(row)
+    return rows
+
+
+def _sharegpt_rows(path: str | Path, name: str) -> tuple[list[DatasetRow], int]:
+    """A JSON list read item by item (never the whole document at once)."""
+    import codecs
+
+    decoder = json.JSONDecoder()
+    text_decoder = codecs.getincrementaldecoder("utf-8-sig")()
+    rows: list[DatasetRow] = []
+    skipped = 0
+    buf, pos, line, read, eof = "", 0, 1, 0, False
+    with open_regular(path, "dataset") as f:
+
+        def more() -> bool:
+            nonlocal buf, pos, read, eof
+            if eof:
+                return False
+            block = f.read(1 << 20)
+            read += len(block)
+            if read > MAX_DATASET_SCAN_BYTES:
+                raise UsageError(f"dataset {name}: over the limit of {_size(MAX_DATASET_SCAN_BYTES)} read for sampling")
+            try:
+                text = text_decoder.decode(block, final=not block)
+            except UnicodeDecodeError as exc:
+                raise UsageError(f"dataset {name}: not UTF-8 ({exc.reason}) near line {line}") from None
+            eof = not block
+            buf = buf[pos:] + text
+            pos = 0
+            return bool(block)
+
+        def skip_space() -> bool:
+            """Skip white space (counting lines); False at the end of the file."""
+            nonlocal pos, line
+            while True:
+                while pos < len(buf) and buf[pos] in " \t\r\n":
+                    line += buf[pos] == "\n"
+                    pos += 1
+                if pos < len(buf) or not more():
+                    return pos < len(buf)
+
+        if not skip_space() or buf[pos] != "[":
+            raise UsageError(f"dataset {name}:{line}: a ShareGPT dataset is a JSON list ([...]) of conversations")
+        pos += 1
+        first = True
+        while True:
+            if not skip_space():
+                raise UsageError(f"dataset {name}:{line}: the JSON list is not closed (a cut file?)")
+            if buf[pos] == "]":
+                break
+            if not first:
+                if buf[pos] != ",":
+                    raise UsageError(f"dataset {name}:{line}: expected , or ] between the list's items")
+                pos += 1
+                if not skip_space():
+                    raise UsageError(f"dataset {name}:{line}: the JSON list is not closed (a cut file?)")
+            first = False
+            while True:
+                try:
+                    item, end = decoder.raw_decode(buf, pos)
+                    break
+                except json.JSONDecodeError as exc:
+                    if len(buf) - pos > MAX_DATASET_LINE_BYTES or not more():
+                        raise UsageError(f"dataset {name}:{line}: not JSON ({exc.msg}), or an item over "
+                                         f"{_size(MAX_DATASET_LINE_BYTES)}") from None
+                except RecursionError:
+                    raise UsageError(f"dataset {name}:{line}: JSON nested deeper than {MAX_NESTING} levels") from None
+            if _depth_exceeded(item, MAX_NESTING):
+                raise UsageError(f"dataset {name}:{line}: JSON nested deeper than {MAX_NESTING} levels")
+            row = _row_of(item, f"{name}:{line}")
+            line += buf.count("\n", pos, end)
+            pos = end
+            if row is None:
+                skipped += 1
             else:
-                raise UsageError(
-                    f'dataset {name}:{n}: expected {{"messages": [{{...}}, ...]}} or {{"prompt": "..."}} on each line'
-                )
-    if not conversations:
-        raise UsageError(f"dataset {name}: no conversation in it")
-    return conversations
+                rows.append(row)
+            if len(rows) >= MAX_DATASET_ROWS:
+                break
+    return rows, skipped
+
+
+def _csv_rows(path: str | Path, name: str, prompt_column: str) -> list[DatasetRow]:
+    import csv
+    import io
+
+    text = read_text(path, "dataset", MAX_DATASET_SCAN_BYTES)
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    try:
+        header = reader.fieldnames or []
+    except csv.Error as exc:
+        raise UsageError(f"dataset {name}:1: not CSV: {exc}") from None
+    if prompt_column not in header:
+        shown = ", ".join(repr(h) for h in header[:10]) or "none"
+        raise UsageError(f"dataset {name}:1: no column {prompt_column!r} (--dataset-prompt-column); the header has {shown}")
+    reply_column = next((k for k in _REPLY_KEYS if k in header and k != prompt_column), None)
+    rows: list[DatasetRow] = []
+    try:
+        for record in reader:
+            where = reader.line_num
+            prompt = record.get(prompt_column)
+            if None in record or prompt is None:
+                raise UsageError(f"dataset {name}:{where}: this row has {'more' if None in record else 'fewer'} "
+                                 f"fields than the header")
+            if not prompt.strip():
+                raise UsageError(f"dataset {name}:{where}: an empty {prompt_column!r}")
+            reply = record.get(reply_column) if reply_column else None
+            rows.append(DatasetRow([{"role": "user", "content": prompt}], reply or None, where))
+            if len(rows) >= MAX_DATASET_ROWS:
+                break
+    except csv.Error as exc:
+        raise UsageError(f"dataset {name}:{reader.line_num}: not CSV: {exc}") from None
+    return rows

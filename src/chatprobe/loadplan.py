@@ -14,9 +14,17 @@ Load modes:
   evenly spaced or with exponential gaps, whatever the server does; each one
   carries its ``t_scheduled`` and the time it waited to go out (queue delay)
   is measured and reported. ``max_in_flight`` caps the generator's concurrency.
+* ``trace`` (open loop): each request of a trace file (:mod:`chatprobe.traces`) is
+  scheduled at its own time (``trace_speed`` scales time, ``trace_window`` and
+  ``trace_limit`` choose the part replayed), with its own lengths and prefix blocks.
 * A plan is a list of stages, all closed (``users``) or all open (``rate``):
   a stage holds ``duration`` seconds; ``spawn_rate`` ramps users, ``rate_end``
   ramps the rate linearly over the stage.
+
+Multi-turn sessions (``turns`` > 1): a user (closed loop) or an arrival (open loop)
+holds a conversation of ``turns`` requests, each turn sending the whole conversation so
+far (the assistant's real replies included) plus a new user message, ``think_time``
+seconds (:func:`parse_think_time`) after the previous reply ended.
 """
 
 from __future__ import annotations
@@ -44,9 +52,11 @@ __all__ = [
     "Plan",
     "Stage",
     "load_plan",
+    "parse_think_time",
     "rate_at",
     "read_plan",
     "stage_at",
+    "think_seconds",
     "with_plan",
 ]
 
@@ -54,8 +64,10 @@ SETTINGS_ENV = "CHATPROBE_LOAD_SETTINGS"  # JSON of LoadSettings, or "@/path/to/
 # The target URL as given (it may carry a password or a key): the settings file holds it redacted.
 TARGET_ENV = "CHATPROBE_LOAD_TARGET"
 
-Mode = Literal["closed", "constant", "poisson"]
-_MODES: tuple[str, ...] = ("closed", "constant", "poisson")
+Mode = Literal["closed", "constant", "poisson", "trace"]
+_MODES: tuple[str, ...] = ("closed", "constant", "poisson", "trace")
+MAX_TURNS = 1_000
+MAX_THINK_S = 3_600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,9 +101,11 @@ class LoadSettings:
     api_key_env: str | None = None  # the key itself never travels in the settings
     stream: bool = True
     include_usage: bool = True
-    prompt_tokens: int = 128
-    dataset: str | None = None  # JSONL: {"messages": [...]} or {"prompt": "..."} per line
-    max_tokens: int = 128
+    # Lengths (chatprobe.workload.LengthSpec): N, "uniform:LO:HI", "normal:…", "lognormal:…" or
+    # "dataset". prompt_tokens None: 128, or a dataset's own prompts when there is a dataset.
+    prompt_tokens: int | str | None = None
+    dataset: str | None = None  # JSONL, ShareGPT JSON or CSV (inputs.read_dataset_rows)
+    max_tokens: int | str = 128
     ignore_eos: bool = False  # vLLM's ignore_eos: the output is exactly max_tokens long
     mode: Mode = "closed"
     users: int = 1
@@ -117,6 +131,27 @@ class LoadSettings:
     seed: int = 0
     report_dir: str = "chatprobe-load"
     progress: bool = True
+    # Trace replay (mode "trace"): the file, its format (None: detected), time scaling, the
+    # part replayed (seconds of trace time) and at most this many requests.
+    trace: str | None = None
+    trace_format: str | None = None
+    trace_speed: float = 1.0
+    trace_window: tuple[float, float | None] | None = None  # (START, END) s; END None: to the end
+    trace_limit: int | None = None
+    # Multi-turn sessions: turns per conversation (1: every request stands alone) and the
+    # think time between a reply and the next turn (parse_think_time).
+    turns: int = 1
+    think_time: str = "0"
+    # Workload (chatprobe.workload): the model's tokenizer (None: words, approximate), the
+    # dataset's format and sampling, and K shared prefixes of P tokens.
+    tokenizer: str | None = None
+    dataset_format: str | None = None
+    dataset_prompt_column: str = "prompt"
+    dataset_min_tokens: int | None = None
+    dataset_max_tokens: int | None = None
+    dataset_limit: int | None = None
+    prefix_groups: int = 0
+    prefix_tokens: int = 0
 
     def validate(self) -> LoadSettings:
         """Raise UsageError (one line) for impossible settings; return self."""
@@ -128,8 +163,7 @@ class LoadSettings:
         # The same bounds as the flags (chatprobe.inputs): a plan's values are checked here.
         check_number("--users", self.users, 1, inputs.MAX_USERS, integer=True)
         check_number("--duration", self.duration_s, 0, inputs.MAX_DURATION_S, lo_open=True)
-        check_number("--max-tokens", self.max_tokens, 1, inputs.MAX_OUTPUT_TOKENS, integer=True)
-        check_number("--prompt-tokens", self.prompt_tokens, 1, inputs.MAX_PROMPT_TOKENS, integer=True)
+        self._validate_workload()
         check_number("--timeout", self.timeout_s, 0, inputs.MAX_TIMEOUT_S, lo_open=True)
         check_number("--read-timeout", self.read_timeout_s, 0, inputs.MAX_TIMEOUT_S, lo_open=True)
         check_number("--max-in-flight", self.max_in_flight, 1, inputs.MAX_IN_FLIGHT, integer=True)
@@ -148,7 +182,7 @@ class LoadSettings:
         check_number("--warmup", self.warmup_s, 0, inputs.MAX_DURATION_S)
         if not 0 <= self.warmup_s < self.duration_s:
             raise UsageError("--warmup must be >= 0 and shorter than --duration")
-        if self.mode != "closed" and not self.stages:
+        if self.mode not in ("closed", "trace") and not self.stages:
             if self.rate is None:
                 raise UsageError(f"{self.mode} arrivals need --rate")
             check_number("--rate", self.rate, 0, inputs.MAX_RATE, lo_open=True)
@@ -158,7 +192,51 @@ class LoadSettings:
             stage.validate(f"stage {i}")
         if self.dataset is not None:
             inputs.check_regular_file(self.dataset, "dataset")
+        check_number("--turns", self.turns, 1, MAX_TURNS, integer=True)
+        parse_think_time(self.think_time)
+        if (self.mode == "trace") != (self.trace is not None):
+            raise UsageError("a trace replay is mode trace, and mode trace needs --trace FILE")
+        if self.trace is not None:
+            self._validate_trace()
         return self
+
+    def _validate_trace(self) -> None:
+        from chatprobe.traces import FORMATS
+
+        inputs.check_regular_file(str(self.trace), "trace")
+        if self.trace_format is not None and self.trace_format not in FORMATS:
+            raise UsageError(f"--trace-format must be one of {', '.join(FORMATS)}, got {self.trace_format!r}")
+        check_number("--trace-speed", self.trace_speed, 0, inputs.MAX_RATE, lo_open=True)
+        if self.trace_limit is not None:
+            check_number("--trace-limit", self.trace_limit, 1, 100_000, integer=True)
+        if self.stages or self.rate is not None:
+            raise UsageError("--trace sets when each request is sent: leave out --rate and --plan's stages")
+        if self.turns > 1:
+            raise UsageError("--trace replays single requests: leave out --turns")
+        if self.distributed:
+            raise UsageError("--trace replays from one generator process: leave out --processes and "
+                             "--expect-workers")
+
+    def _validate_workload(self) -> None:
+        from chatprobe.workload import MAX_PREFIX_GROUPS, WorkloadSpec
+
+        for flag, value, hi in (("--dataset-min-tokens", self.dataset_min_tokens, inputs.MAX_PROMPT_TOKENS),
+                                ("--dataset-max-tokens", self.dataset_max_tokens, inputs.MAX_PROMPT_TOKENS),
+                                ("--dataset-limit", self.dataset_limit, inputs.MAX_DATASET_ROWS)):
+            if value is not None:
+                check_number(flag, value, 1, hi, integer=True)
+        check_number("--prefix-groups", self.prefix_groups, 0, MAX_PREFIX_GROUPS, integer=True)
+        check_number("--prefix-tokens", self.prefix_tokens, 0, inputs.MAX_PROMPT_TOKENS, integer=True)
+        if self.dataset_format is not None:
+            inputs.dataset_format(self.dataset or "", self.dataset_format)
+        if not isinstance(self.dataset_prompt_column, str) or not self.dataset_prompt_column:
+            raise UsageError("--dataset-prompt-column must name a column")
+        if self.tokenizer is not None:
+            if not Path(self.tokenizer).is_dir():
+                inputs.check_regular_file(self.tokenizer, "--tokenizer")
+            elif not (Path(self.tokenizer) / "tokenizer.json").is_file():
+                raise UsageError(f"--tokenizer {self.tokenizer}: a directory without tokenizer.json")
+        WorkloadSpec.from_settings(self)  # lengths parsed, combinations checked (no file read)
 
     @property
     def distributed(self) -> bool:
@@ -184,6 +262,8 @@ class LoadSettings:
         values = dict(data)
         values["stages"] = tuple(Stage(**s) for s in values.get("stages", ()))
         values["slos"] = tuple(values.get("slos", ()))
+        if values.get("trace_window") is not None:
+            values["trace_window"] = tuple(values["trace_window"])
         return cls(**values)
 
     def dumps(self) -> str:
@@ -199,6 +279,41 @@ class LoadSettings:
         if target and isinstance(data, dict):
             data["target"] = target
         return cls.from_json(data)
+
+
+def parse_think_time(text: str | float, flag: str = "--think-time") -> tuple[str, float, float]:
+    """A think time: ``S`` or ``fixed:S`` (seconds), ``uniform:A:B`` (drawn from [A, B]) or
+    ``exponential:MEAN``; as (kind, a, b). UsageError naming ``flag`` otherwise."""
+    raw = str(text).strip()
+    kind, _, rest = raw.partition(":")
+    if not rest:
+        kind, rest = "fixed", raw
+    parts = rest.split(":")
+    shapes = {"fixed": 1, "uniform": 2, "exponential": 1}
+    usage = f"{flag} must be S, fixed:S, uniform:A:B or exponential:MEAN (seconds), got {raw!r}"
+    if kind not in shapes or len(parts) != shapes[kind]:
+        raise UsageError(usage)
+    try:
+        values = [float(p) for p in parts]
+    except ValueError:
+        raise UsageError(usage) from None
+    for v in values:
+        check_number(flag, v, 0, MAX_THINK_S)
+    a = values[0]
+    b = values[1] if len(values) > 1 else a
+    if b < a:
+        raise UsageError(f"{flag}: uniform:A:B needs A <= B, got {raw!r}")
+    return kind, a, b
+
+
+def think_seconds(spec: tuple[str, float, float], rng: Any) -> float:
+    """One think time drawn from a parsed spec (``rng``: a random.Random)."""
+    kind, a, b = spec
+    if kind == "uniform":
+        return float(rng.uniform(a, b))
+    if kind == "exponential":
+        return min(float(rng.expovariate(1.0 / a)), MAX_THINK_S) if a > 0 else 0.0
+    return a
 
 
 PROCESSES_PER_CPU = 4  # generator processes per CPU at most: beyond it they only measure each other
@@ -238,6 +353,16 @@ PLAN_SETTINGS: dict[str, str] = {
     "timeout": "timeout_s",
     "warmup": "warmup_s",
     "max_in_flight": "max_in_flight",
+    "turns": "turns",
+    "think_time": "think_time",
+    "tokenizer": "tokenizer",
+    "dataset_format": "dataset_format",
+    "dataset_prompt_column": "dataset_prompt_column",
+    "dataset_min_tokens": "dataset_min_tokens",
+    "dataset_max_tokens": "dataset_max_tokens",
+    "dataset_limit": "dataset_limit",
+    "prefix_groups": "prefix_groups",
+    "prefix_tokens": "prefix_tokens",
 }
 
 
@@ -301,8 +426,11 @@ def load_plan(path: str | Path) -> tuple[dict[str, Any], tuple[Stage, ...], Mode
         if overrides["dialect"] not in bundled_dialects():
             raise UsageError(f"plan {str(p)!r}: dialect {overrides['dialect']!r} is not one of"
                              f" {', '.join(bundled_dialects())} (a profile file goes in --profile)")
-    if "dataset" in overrides:  # relative to the plan file
-        overrides["dataset"] = str((p.parent / overrides["dataset"]).resolve())
+    if "think_time" in overrides:
+        overrides["think_time"] = str(overrides["think_time"])
+    for key in ("dataset", "tokenizer"):  # relative to the plan file
+        if key in overrides:
+            overrides[key] = str((p.parent / overrides[key]).resolve())
     slos = tuple(f"{k}={v}" for k, v in (data.get("slo") or {}).items())
     return overrides, stages, mode, slos
 

@@ -26,6 +26,7 @@ from chatprobe import children, inputs, redact
 from chatprobe.errors import UsageError
 from chatprobe.inputs import bounded_int, finite_float
 from chatprobe.loadplan import (
+    MAX_TURNS,
     SETTINGS_ENV,
     TARGET_ENV,
     LoadSettings,
@@ -33,33 +34,66 @@ from chatprobe.loadplan import (
     read_plan,
     with_plan,
 )
-from chatprobe.metrics import parse_slos
+from chatprobe.metrics import RequestRecord, parse_slos
+from chatprobe.metrics.compare import RunSample, Statistic, parse_gates
 from chatprobe.paths import data_dir
 from chatprobe.specs import load_profile
+from chatprobe.traces import FORMATS, MAX_TRACE_REQUESTS, parse_window, read_trace
+from chatprobe.workload import MAX_PREFIX_GROUPS, LengthSpec, WorkloadSpec, build_workload
 
 __all__ = [
     "GRACE_S",
     "WORKER_WAIT_S",
+    "add_baseline_arguments",
     "add_request_arguments",
+    "add_workload_arguments",
     "apply_plan",
+    "baseline_statistics",
     "clear_report",
     "cpu_split",
+    "read_load_run",
     "run_generator",
     "run_level",
+    "run_sample",
     "server_options",
     "settings_from_args",
 ]
 
 GRACE_S = 30.0  # beyond the planned duration, before the run is declared hung
 WORKER_WAIT_S = 600.0  # how long a worker may wait for its master to start the load
+MAX_RECORDS_BYTES = 4 << 30  # a run's records.jsonl re-read for a comparison (streamed, window only kept)
+LOAD_SUMMARY_SCHEMA = "chatprobe.load.summary/1"
 
 
 def add_request_arguments(parser: argparse.ArgumentParser) -> None:
     """What a request looks like, SLOs, generator and embedded-server options (shared with sweep)."""
-    parser.add_argument("--prompt-tokens", type=bounded_int(1, inputs.MAX_PROMPT_TOKENS), help="synthetic prompt length in words (default 128)")
-    parser.add_argument("--dataset", metavar="FILE",
-                        help='JSONL prompts: {"messages": [...]} or {"prompt": "..."} per line')
-    parser.add_argument("--max-tokens", type=bounded_int(1, inputs.MAX_OUTPUT_TOKENS), help="output cap per request (default 128)")
+    w = parser.add_argument_group("workload: lengths, tokenizer, datasets, shared prefixes (README: Shape the workload)")
+    w.add_argument("--prompt-tokens", type=_length(inputs.MAX_PROMPT_TOKENS), metavar="LENGTH",
+                   help="prompt length in tokens: N, uniform:LO:HI, normal:mean=M,stdev=S[,min=LO][,max=HI], "
+                        "lognormal:… or dataset (default 128; with --dataset: its own prompts)")
+    w.add_argument("--max-tokens", type=_length(inputs.MAX_OUTPUT_TOKENS), metavar="LENGTH",
+                   help="output cap per request (exact with --ignore-eos): N or a distribution as "
+                        "--prompt-tokens; dataset: each conversation's reply length (default 128)")
+    w.add_argument("--tokenizer", metavar="PATH",
+                   help="the model's tokenizer.json or model directory (its chat template too): exact token "
+                        "counts (default: approximate, in words); the embedded server counts with it too")
+    w.add_argument("--dataset", metavar="FILE",
+                   help="prompts from a file: JSONL ({\"messages\": [...]} or {\"prompt\": \"...\"} per line), "
+                        "ShareGPT JSON (.json) or CSV (.csv)")
+    w.add_argument("--dataset-format", choices=inputs.DATASET_FORMATS, default=None,
+                   help="the dataset's format (default: from its extension)")
+    w.add_argument("--dataset-prompt-column", metavar="NAME", default=None,
+                   help="a CSV dataset's prompt column (default prompt)")
+    w.add_argument("--dataset-min-tokens", type=bounded_int(1, inputs.MAX_PROMPT_TOKENS), metavar="N",
+                   help="only the dataset's prompts of at least N tokens")
+    w.add_argument("--dataset-max-tokens", type=bounded_int(1, inputs.MAX_PROMPT_TOKENS), metavar="N",
+                   help="only the dataset's prompts of at most N tokens")
+    w.add_argument("--dataset-limit", type=bounded_int(1, inputs.MAX_DATASET_ROWS), metavar="N",
+                   help="at most N of the dataset's conversations, a sample drawn with --seed (default 10000)")
+    w.add_argument("--prefix-groups", type=bounded_int(1, MAX_PREFIX_GROUPS), metavar="K",
+                   help="K shared prefixes: each request starts with one of them as its system message")
+    w.add_argument("--prefix-tokens", type=bounded_int(1, inputs.MAX_PROMPT_TOKENS), metavar="P",
+                   help="each shared prefix's length in tokens (the prompt is P + its --prompt-tokens)")
     parser.add_argument("--ignore-eos", action="store_true", default=None,
                         help="send vLLM's ignore_eos (output exactly --max-tokens; on for the reference server)")
     parser.add_argument("--no-usage", action="store_true",
@@ -93,11 +127,65 @@ def add_request_arguments(parser: argparse.ArgumentParser) -> None:
                         help="reference server (no --target): each other active request adds Z ms to the ITL")
     parser.add_argument("--server-fault", action="append", default=[], metavar="NAME",
                         help="reference server (no --target): a fault from its catalogue; repeatable")
+    parser.add_argument("--server-reasoning-ms", type=server_ms, default=0.0, metavar="MS",
+                        help="reference server (no --target): reasoning mode, MS ms of reasoning deltas "
+                             "before each answer (default 0: off)")
+    parser.add_argument("--server-reasoning-field", choices=("reasoning_content", "reasoning"),
+                        default="reasoning_content",
+                        help="reference server (no --target): the delta field of its reasoning")
+
+
+def add_workload_arguments(parser: argparse.ArgumentParser) -> None:
+    """Multi-turn sessions and trace replay (`load` only)."""
+    g = parser.add_argument_group("multi-turn sessions and trace replay")
+    g.add_argument("--turns", type=bounded_int(1, MAX_TURNS), metavar="T",
+                   help="multi-turn sessions: each user (or each arrival, open loop) holds a conversation of "
+                        "T requests, each sending the conversation so far with the real replies (default 1)")
+    g.add_argument("--think-time", metavar="S",
+                   help="seconds between a reply and the next turn: S, fixed:S, uniform:A:B or "
+                        "exponential:MEAN (default 0)")
+    g.add_argument("--trace", metavar="FILE",
+                   help="replay a trace: each request sent at its time, with its lengths "
+                        "(Mooncake JSONL, Azure LLM inference CSV, BurstGPT CSV)")
+    g.add_argument("--trace-format", choices=FORMATS, help="the trace's format (default: detected)")
+    g.add_argument("--trace-speed", type=finite_float(0, inputs.MAX_RATE, lo_open=True), metavar="X",
+                   help="replay X times as fast (0.5: half as fast; default 1)")
+    g.add_argument("--trace-window", metavar="START:END",
+                   help="replay only the trace's requests from START to END seconds after its first")
+    g.add_argument("--trace-limit", type=bounded_int(1, MAX_TRACE_REQUESTS), metavar="N",
+                   help="replay at most the first N requests (after --trace-window)")
+
+
+def _workload_values(args: argparse.Namespace, values: dict[str, Any]) -> None:
+    """--turns, --think-time and --trace… into ``values`` (the trace read and checked now)."""
+    if getattr(args, "turns", None) is not None:
+        values["turns"] = args.turns
+    if getattr(args, "think_time", None) is not None:
+        values["think_time"] = args.think_time
+    if values.get("turns", 1) > 1 and load_profile(values.get("profile") or values["dialect"]).body == "completion":
+        raise UsageError("--turns needs a chat dialect (a completion request holds no conversation)")
+    trace = getattr(args, "trace", None)
+    if trace is None:
+        given = [f for f in ("trace_format", "trace_speed", "trace_window", "trace_limit")
+                 if getattr(args, f, None) is not None]
+        if given:
+            raise UsageError(f"--{given[0].replace('_', '-')} needs --trace FILE")
+        return
+    if args.users is not None or args.rate is not None or args.plan:
+        raise UsageError("--trace sets when each request is sent: leave out --users, --rate and --plan")
+    window = parse_window(args.trace_window) if args.trace_window else None
+    speed = args.trace_speed or 1.0
+    replay = read_trace(trace, args.trace_format, speed=speed, window=window, limit=args.trace_limit)
+    values.update(trace=str(Path(trace).resolve()), trace_format=replay.format, trace_speed=speed,
+                  trace_window=window, trace_limit=args.trace_limit, mode="trace")
+    # Long enough for the last request to be sent and answered; the run ends when all are.
+    values.setdefault("duration_s", replay.span_s + values.get("timeout_s", 60.0) + 1.0)
 
 
 def apply_plan(args: argparse.Namespace) -> None:
     """A plan's ``target`` and ``dialect`` stand in for --target and --dialect when those are not
-    given (a flag wins over the plan); so does its ``ignore_eos`` (the embedded server's default)."""
+    given (a flag wins over the plan); so do its ``ignore_eos`` (the embedded server's default),
+    ``tokenizer`` and ``max_tokens`` (the embedded server counts with it, and allows that cap)."""
     if args.plan:
         overrides = load_plan(args.plan)[0]
         if args.target is None and "target" in overrides:
@@ -107,6 +195,9 @@ def apply_plan(args: argparse.Namespace) -> None:
             args.dialect = overrides["dialect"]
         if args.ignore_eos is None and "ignore_eos" in overrides:
             args.ignore_eos = overrides["ignore_eos"]
+        for key in ("tokenizer", "max_tokens"):
+            if getattr(args, key, None) is None and key in overrides:
+                setattr(args, key, overrides[key])
     if args.dialect is None:
         args.dialect = "openai"
 
@@ -140,6 +231,10 @@ def settings_from_args(args: argparse.Namespace, target: str, *, use_stages: boo
         "duration_s": getattr(args, "duration", None), "warmup_s": getattr(args, "warmup", None),
         "prompt_tokens": args.prompt_tokens,
         "dataset": args.dataset, "max_tokens": args.max_tokens, "ignore_eos": args.ignore_eos,
+        "tokenizer": args.tokenizer, "dataset_format": args.dataset_format,
+        "dataset_prompt_column": args.dataset_prompt_column, "dataset_min_tokens": args.dataset_min_tokens,
+        "dataset_max_tokens": args.dataset_max_tokens, "dataset_limit": args.dataset_limit,
+        "prefix_groups": args.prefix_groups, "prefix_tokens": args.prefix_tokens,
         "processes": args.processes, "timeout_s": args.timeout, "read_timeout_s": args.read_timeout,
         "max_in_flight": args.max_in_flight,
         "stamps": getattr(args, "stamps", None),
@@ -150,6 +245,7 @@ def settings_from_args(args: argparse.Namespace, target: str, *, use_stages: boo
     if args.profile:
         values["profile"] = str(Path(args.profile).resolve())
         values["dialect"] = load_profile(args.profile).dialect
+    _workload_values(args, values)
     if args.no_usage:
         values["include_usage"] = False
     if args.no_stream:
@@ -159,9 +255,11 @@ def settings_from_args(args: argparse.Namespace, target: str, *, use_stages: boo
         values["users"] = 8
     if values.get("rate") is not None:
         values["mode"] = getattr(args, "arrivals", None) or "poisson"
-    if values.get("dataset"):
-        values["dataset"] = str(Path(values["dataset"]).resolve())
-        inputs.read_dataset(values["dataset"])  # every line the generator will use, checked now
+    elif values.get("trace") is not None and getattr(args, "arrivals", None):
+        raise UsageError("--arrivals shapes --rate's arrivals; a trace brings its own")
+    for key in ("dataset", "tokenizer"):
+        if values.get(key):
+            values[key] = str(Path(values[key]).resolve())
     slos = (*plan_slos, *args.slo)
     parse_slos(slos)  # a bad SLO is a usage error before anything starts
     s = LoadSettings(
@@ -178,7 +276,37 @@ def settings_from_args(args: argparse.Namespace, target: str, *, use_stages: boo
         if args.users is not None or args.rate is not None or args.duration is not None:
             raise UsageError("--plan sets the load: leave out --users, --rate and --duration")
         s = with_plan(s, stages, args.arrivals or mode)
-    return s.validate()
+    s = s.validate()
+    check_workload(s)
+    return s
+
+
+_WORKLOADS_CHECKED: set[str] = set()
+
+
+def check_workload(s: LoadSettings) -> None:
+    """Build the run's requests once here (chatprobe.workload: the tokenizer, every dataset row
+    used, every length), so that a mistake in any is a usage error before anything starts."""
+    completion = load_profile(s.profile or s.dialect).body == "completion"
+    spec = WorkloadSpec.from_settings(s, completion)
+    key = repr(spec)
+    if key not in _WORKLOADS_CHECKED:
+        build_workload(spec)
+        _WORKLOADS_CHECKED.add(key)
+
+
+def _length(upper: int) -> Any:
+    """argparse type of a length flag (chatprobe.workload.LengthSpec): an int when fixed, else the spec."""
+
+    def parse(text: str) -> int | str:
+        try:
+            spec = LengthSpec.parse(text, "LENGTH", upper)
+        except UsageError as exc:
+            raise argparse.ArgumentTypeError(str(exc).removeprefix("LENGTH: ").removeprefix("LENGTH ")) from None
+        return spec.low if spec.fixed else spec.text
+
+    parse.__name__ = "length"
+    return parse
 
 
 def cpu_split(own_server: bool) -> tuple[int | None, set[int] | None]:
@@ -199,13 +327,20 @@ def server_options(args: argparse.Namespace, cpu: int | None) -> dict[str, Any]:
         "ttft_ms": args.server_ttft_ms, "itl_ms": args.server_itl_ms, "faults": args.server_fault,
         "max_concurrency": args.server_max_concurrency, "itl_per_active_ms": args.server_itl_per_active_ms,
     }
+    if args.server_reasoning_ms:
+        options["reasoning_ms"] = args.server_reasoning_ms
+        options["reasoning_field"] = args.server_reasoning_field
     if args.server_max_queue is not None:
         options["max_queue"] = args.server_max_queue
     # The server's own safety limits (a laptop default) must not turn the load asked for into
     # 400s and 429s: room for every user's stream and the cap asked for.
     users = max(int(getattr(args, "users", None) or 0), int(getattr(args, "max_load", None) or 0))
     options["max_concurrent_streams"] = max(1024, users + 64)
-    options["max_output_tokens"] = max(32768, int(getattr(args, "max_tokens", None) or 0))
+    cap = getattr(args, "max_tokens", None)
+    options["max_output_tokens"] = max(32768, LengthSpec.parse(cap, "--max-tokens", inputs.MAX_OUTPUT_TOKENS).high
+                                       if cap is not None else 0)
+    if getattr(args, "tokenizer", None):  # usage counted with the generator's tokenizer
+        options["tokenizer"] = str(Path(args.tokenizer).resolve())
     if cpu is not None:
         options["cpu"] = cpu
     return options
@@ -277,3 +412,77 @@ def run_generator(s: LoadSettings, cpus: set[int] | None, extra_args: list[str] 
         signal.signal(signal.SIGTERM, previous_term)
         signal.signal(signal.SIGHUP, previous_hup)
         children.stop(child, 0.0)  # reaped (or killed, when we leave by an exception)
+
+
+# --------------------------------------------------------------------------- --baseline
+def add_baseline_arguments(parser: argparse.ArgumentParser, what: str) -> None:
+    """``--baseline DIR``, ``--gate STAT=LIMIT``, ``--max-regression PCT`` (load and sweep)."""
+    group = parser.add_argument_group(
+        "performance gate: compare with an earlier run (README: Gate performance against a baseline)")
+    group.add_argument("--baseline", metavar="DIR",
+                       help=f"an earlier {what}'s report directory: compare TTFT, ITL, E2E (p50, p95) and "
+                            "output tokens/s with it (block bootstrap, 95 %% interval); exit 1 when one "
+                            "regressed beyond its limit with confidence")
+    group.add_argument("--gate", action="append", default=[], metavar="STAT=LIMIT",
+                       help="a statistic's limit, e.g. ttft_p95=+10%%, itl_p99=+2ms, throughput=-5%%, "
+                            "e2e_p50=off (compared, not gated); adds STAT when it is not compared by default; repeatable")
+    group.add_argument("--max-regression", metavar="PCT",
+                       help="the limit of every statistic no --gate names (default 10%%)")
+
+
+def baseline_statistics(args: argparse.Namespace) -> tuple[Statistic, ...] | None:
+    """The statistics to compare (None without --baseline); UsageError for a bad --gate."""
+    if not args.baseline:
+        if args.gate or args.max_regression is not None:
+            raise UsageError("--gate and --max-regression need --baseline DIR (the run to compare with)")
+        return None
+    return parse_gates(args.gate, args.max_regression)
+
+
+def read_load_run(directory: str | Path, what: str = "--baseline") -> tuple[dict[str, Any], Path]:
+    """An earlier `chatprobe load` run: its summary.json document and its records file.
+    UsageError (one line) when ``directory`` is not one."""
+    d = Path(directory)
+    if not d.is_dir():
+        raise UsageError(f"{what} {d}: no such directory (expected an earlier run's report directory)")
+    summary = d / "summary.json"
+    if not summary.is_file():
+        hint = (": it holds sweep.json, a sweep's; give `sweep --baseline` or one of its levels/*"
+                if (d / "sweep.json").is_file() else "")
+        raise UsageError(f"{what} {d}: no summary.json in it (not a `chatprobe load` report directory){hint}")
+    doc = inputs.load_json(summary, what, inputs.MAX_RUN_JSON_BYTES, inputs.MAX_RUN_JSON_NESTING)
+    try:
+        if not isinstance(doc, dict) or doc.get("schema") != LOAD_SUMMARY_SCHEMA:
+            raise TypeError(f"not a {LOAD_SUMMARY_SCHEMA} document")
+        window = doc["summary"]["window"]
+        if not (isinstance(window["start_ns"], int) and isinstance(window["end_ns"], int)):
+            raise TypeError("summary.window is not two integers")
+        if not isinstance(doc["settings"], dict) or not isinstance(doc["run"], dict):
+            raise TypeError("settings or run is not an object")
+        records = d / Path(str(doc["run"].get("records_file") or "records.jsonl")).name  # never outside d
+    except (KeyError, TypeError) as exc:
+        raise UsageError(f"{what} {summary}: not a chatprobe load summary ({exc})") from None
+    if not records.is_file():
+        raise UsageError(f"{what} {d}: no {records.name} in it (the per-request records the comparison needs)")
+    return doc, records
+
+
+def run_sample(doc: dict[str, Any], records_file: Path, stats: tuple[Statistic, ...],
+               what: str = "--baseline") -> RunSample:
+    """The run's window records (read line by line from ``records_file``) as a
+    :class:`~chatprobe.metrics.compare.RunSample` for ``stats``."""
+    window = doc["summary"]["window"]
+    start, end = window["start_ns"], window["end_ns"]
+    members: list[RequestRecord] = []
+    with inputs.open_regular(records_file, what, MAX_RECORDS_BYTES) as f:
+        for number, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                record = RequestRecord.from_json(json.loads(line))
+            except (ValueError, KeyError, TypeError) as exc:  # JSONDecodeError is a ValueError
+                raise UsageError(f"{what} {records_file}:{number}: a broken record: {exc}") from None
+            if start <= record.t_finished_ns <= end:
+                members.append(record)
+    metrics = {s.metric for s in stats if s.q is not None}
+    return RunSample.from_records(members, (start, end), sorted(metrics))

@@ -20,6 +20,9 @@ report``). Two kinds of grouping, both written down here once:
    stopped the run.
 
 Grouping never changes a verdict or the exit code: it only orders and explains.
+A check whose failure was accepted (``chatprobe.accept``: verdict ``accepted``)
+keeps its findings here; a root cause whose every check was accepted is marked
+``accepted`` (with the acceptances' ids) and comes after the causes that still fail.
 """
 
 from __future__ import annotations
@@ -129,16 +132,37 @@ def _split(check: Mapping[str, Any]) -> tuple[list[Mapping[str, Any]], list[tupl
     return primary, derived
 
 
+def failing_rules(check: Mapping[str, Any]) -> list[str]:
+    """The rules of a check's own error findings, consequences left out (what its failure is
+    made of, as its root causes say; an accepted rule accepts the consequences that follow it)."""
+    primary, _ = _split(check)
+    return list(dict.fromkeys(str(f["rule"]) for f in primary if f["severity"] == "error"))
+
+
+def signature(check: Mapping[str, Any]) -> list[str]:
+    """What a check's failure is made of, comparable between runs: its own error findings' rules
+    (``http.status`` with its status), consequences left out, sorted. Two runs whose failing check
+    has the same signature failed it the same way (``chatprobe report diff``)."""
+    primary, _ = _split(check)
+    keys = {_key(f) for f in primary if f["severity"] == "error"}
+    return sorted(f"{rule} {detail}" if detail else rule for rule, _, detail in keys)
+
+
+# Verdicts whose error findings are root causes: a failure, and a failure that was accepted.
+_FAILED = ("fail", "accepted")
+
+
 def group(
     checks: Sequence[Mapping[str, Any]], section: Callable[[str], str] | None = None
 ) -> tuple[list[dict[str, Any]], dict[str, list[str]]]:
-    """(root causes as JSON, check id -> the ids of its root causes). Errors first, then
-    warnings; each in the order they first showed in the run."""
+    """(root causes as JSON, check id -> the ids of its root causes). Errors first (those whose
+    every check was accepted after the others), then warnings; each in the order they first
+    showed in the run."""
     causes: dict[tuple[str, str, str], RootCause] = {}
     per_check: dict[str, list[tuple[str, str, str]]] = {}
     for check in checks:
         primary, derived = _split(check)
-        if check.get("verdict") != "fail":
+        if check.get("verdict") not in _FAILED:
             # An error in a check that did not fail (an optional feature declined or ignored:
             # unsupported, with the finding as its evidence) is no root cause of failure.
             primary = [f for f in primary if f["severity"] != "error"]
@@ -161,10 +185,27 @@ def group(
                 )
         per_check[check["id"]] = keys
     _attach_not_run(checks, causes)
-    ordered = sorted(causes.values(), key=lambda c: c.severity != "error")  # stable: run order kept
+    by_id = {check["id"]: check for check in checks}
+    accepted = {key: _accepted_by(cause, by_id) for key, cause in causes.items()}
+    # stable: run order kept within errors, accepted errors, warnings
+    ordered = sorted(causes.values(), key=lambda c: (c.severity != "error", accepted[c.key] is not None))
     ids = {cause.key: f"RC{n}" for n, cause in enumerate(ordered, 1)}
-    out = [_cause_json(cause, ids[cause.key], section) for cause in ordered]
+    out = [_cause_json(cause, ids[cause.key], section, accepted[cause.key]) for cause in ordered]
     return out, {check_id: [ids[k] for k in keys] for check_id, keys in per_check.items()}
+
+
+def _accepted_by(cause: RootCause, checks: Mapping[str, Mapping[str, Any]]) -> list[str] | None:
+    """The ids of the acceptances behind a cause whose every check was accepted (None otherwise:
+    a cause that still fails a check, or that kept checks from running, is not accepted)."""
+    if cause.severity != "error" or not cause.checks or cause.not_run:
+        return None
+    ids: list[str] = []
+    for check_id in cause.checks:
+        check = checks.get(check_id) or {}
+        if check.get("verdict") != "accepted":
+            return None
+        ids += [str(entry["id"]) for entry in (check.get("acceptance") or {}).get("entries", ())]
+    return list(dict.fromkeys(ids))
 
 
 def _attach_not_run(checks: Sequence[Mapping[str, Any]], causes: dict[tuple[str, str, str], RootCause]) -> None:
@@ -193,7 +234,9 @@ def _attach_not_run(checks: Sequence[Mapping[str, Any]], causes: dict[tuple[str,
         target.not_run.append(check["id"])
 
 
-def _cause_json(cause: RootCause, cause_id: str, section: Callable[[str], str] | None) -> dict[str, Any]:
+def _cause_json(
+    cause: RootCause, cause_id: str, section: Callable[[str], str] | None, accepted_by: list[str] | None = None
+) -> dict[str, Any]:
     check, finding = cause.first.check, cause.first.finding
     out: dict[str, Any] = {
         "id": cause_id,
@@ -208,7 +251,10 @@ def _cause_json(cause: RootCause, cause_id: str, section: Callable[[str], str] |
         "occurrences": cause.occurrences,
         "consequences": cause.consequences,
         "not_run": cause.not_run,
+        "accepted": accepted_by is not None,
     }
+    if accepted_by is not None:
+        out["accepted_by"] = accepted_by
     index = finding.get("exchange")
     exchanges = check.get("exchanges") or []
     if not isinstance(index, int) and exchanges:
@@ -227,5 +273,8 @@ def _cause_json(cause: RootCause, cause_id: str, section: Callable[[str], str] |
 
 
 def counts(root_causes: Sequence[Mapping[str, Any]]) -> dict[str, int]:
+    """root_causes: causes of failure (errors not accepted); accepted_causes: errors whose every
+    check was accepted; warning_causes: the rest."""
     errors = sum(1 for c in root_causes if c["severity"] == "error")
-    return {"root_causes": errors, "warning_causes": len(root_causes) - errors}
+    accepted = sum(1 for c in root_causes if c["severity"] == "error" and c.get("accepted"))
+    return {"root_causes": errors - accepted, "accepted_causes": accepted, "warning_causes": len(root_causes) - errors}

@@ -2,7 +2,8 @@
 
 Every finding names one of these rules; every fault of the reference server's
 catalogue names the rule it breaks; reports group by them. Adding a rule means
-adding a line here (a test keeps findings, faults and this table in step).
+adding a line here (a test keeps findings, faults and this table in step);
+renaming one means keeping its old name in :data:`ALIASES` (ids are stable).
 
 Names are ``<layer>.<what>``; the layers are ``sse`` (the event-stream
 framing, WHATWG HTML), ``http`` (status, headers, transport), ``stream`` (the
@@ -130,6 +131,31 @@ def load_reason_rule(reason: str) -> str | None:
 
 def describe(rule: str) -> str:
     return RULES.get(rule, "")
+
+
+# Ids are stable across releases: a rule id (a key of RULES) or a check id (a suite check's id as
+# findings.json names it, ``test_<area>.py::test_<name>`` plus any ``[parameters]``) is never
+# reused for something else. A rename or a merge keeps the old id here, old -> new, so that
+# accept files (``--accept``) and ``chatprobe report diff`` of runs of different releases resolve
+# it (``canonical``). An alias of a check id carries over its ``[parameters]``. Entries stay for
+# good; tests/test_stable_ids.py keeps every id ever released either current or aliased.
+ALIASES: dict[str, str] = {}
+
+
+def canonical(ident: str) -> str:
+    """``ident`` (a rule or check id) as it is named now, through :data:`ALIASES` (chains followed)."""
+    seen = {ident}
+    while True:
+        base, bracket, params = ident.partition("[")
+        if ident in ALIASES:
+            ident = ALIASES[ident]
+        elif bracket and base in ALIASES:
+            ident = f"{ALIASES[base]}[{params}"
+        else:
+            return ident
+        if ident in seen:  # a cycle in the table is a bug of ours; stop rather than spin
+            return ident
+        seen.add(ident)
 
 
 # rule -> where the behaviour is specified (the standard, or the seed document and its section;

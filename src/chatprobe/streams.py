@@ -103,8 +103,17 @@ class StreamResult:
     chunks: int = 0
     # perf_counter_ns arrival of each token-bearing event (content, reasoning, tool-call delta).
     token_arrivals_ns: list[int] = field(default_factory=list)
+    # Reasoning models: token-bearing events that carried reasoning only (no content, no tool
+    # call), and the position in token_arrivals_ns of the first event that carried output
+    # (content or a tool call; None: none did). Set by the full path only: the token fast
+    # path handles content events alike once one has gone through it.
+    reasoning_events: int = 0
+    output_from: int | None = None
     # arrival of the first event with a non-empty choices list (vLLM's TTFT variant).
     first_choices_ns: int | None = None
+    # ... and of the last such event the full path handled (the fast path's events are token
+    # events, in token_arrivals_ns: vLLM's latency ends at the later of the two).
+    last_choices_ns: int | None = None
     ids: set[str] = field(default_factory=set)
 
     def text(self, index: int = 0) -> str:
@@ -426,6 +435,8 @@ class StreamValidator:
                 bearing = True
         if bearing:
             choice.tokens += 1
+            if self.result.output_from is None:
+                self.result.output_from = len(self.result.token_arrivals_ns)
             if ev.arrival_ns is not None:
                 self.result.token_arrivals_ns.append(ev.arrival_ns)
 
@@ -478,9 +489,11 @@ class StreamValidator:
             self._usage(usage, choices, ev)
         if not isinstance(choices, list):
             return
-        if choices and res.first_choices_ns is None:
-            res.first_choices_ns = ev.arrival_ns
-        bearing = False
+        if choices:
+            if res.first_choices_ns is None:
+                res.first_choices_ns = ev.arrival_ns
+            res.last_choices_ns = ev.arrival_ns
+        bearing = 0  # 2: output (content, tool call), 1: reasoning only, 0: no token
         limit = self._choice_limit
         for position, raw in enumerate(choices):
             if not isinstance(raw, dict):
@@ -506,12 +519,20 @@ class StreamValidator:
             choice = res.choices.get(index)
             if choice is None:
                 choice = res.choices[index] = ChoiceState(index)
-            if self._choice_delta(choice, raw, position, ev):
-                bearing = True
-        if bearing and ev.arrival_ns is not None:
-            res.token_arrivals_ns.append(ev.arrival_ns)
+            kind = self._choice_delta(choice, raw, position, ev)
+            if kind > bearing:
+                bearing = kind
+        if bearing:
+            if bearing == 1:
+                res.reasoning_events += 1
+            elif res.output_from is None:
+                res.output_from = len(res.token_arrivals_ns)
+            if ev.arrival_ns is not None:
+                res.token_arrivals_ns.append(ev.arrival_ns)
 
-    def _choice_delta(self, choice: ChoiceState, raw: dict[str, Any], position: int, ev: Event) -> bool:
+    def _choice_delta(self, choice: ChoiceState, raw: dict[str, Any], position: int, ev: Event) -> int:
+        """Fold one choice's delta in; 2 when it carried output (content or a tool call), 1
+        reasoning only (``reasoning_content`` or ``reasoning``), 0 no token."""
         delta = raw.get("delta")
         if not isinstance(delta, dict):
             delta = {}
@@ -519,11 +540,8 @@ class StreamValidator:
         content = delta.get("content")
         reasoning = delta.get("reasoning_content") or delta.get("reasoning")
         tool_calls = delta.get("tool_calls")
-        bearing = bool(
-            (isinstance(content, str) and content)
-            or (isinstance(reasoning, str) and reasoning)
-            or (isinstance(tool_calls, list) and tool_calls)
-        )
+        output = bool((isinstance(content, str) and content) or (isinstance(tool_calls, list) and tool_calls))
+        bearing = 2 if output else 1 if isinstance(reasoning, str) and reasoning else 0
         if choice.deltas == 0 and self.role_required and delta.get("role") != "assistant":
             self._add(
                 error(

@@ -43,6 +43,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
+from chatprobe.metrics.server_metrics import level_view
+
 __all__ = [
     "DEFAULT_MAX_USERS",
     "LevelResult",
@@ -124,6 +126,8 @@ class LevelResult:
             "ttft_growth_ms": ttft_growth,
             "trustworthy": doc["health"]["trustworthy"],
             "untrustworthy_reasons": doc["health"]["untrustworthy_reasons"],
+            # the server's own view of the level (its /metrics), when it was scraped
+            "server": level_view(doc.get("server_metrics")),
         }
         return cls(
             slo_passed=bool(s["slo"]["passed"]),

@@ -70,7 +70,7 @@ def test_http_status_groups_by_status_and_warnings_come_last() -> None:
         ("http.status", "error", 1),
         ("error.envelope", "warning", 1),
     ]
-    assert rootcause.counts(causes) == {"root_causes": 2, "warning_causes": 1}
+    assert rootcause.counts(causes) == {"root_causes": 2, "accepted_causes": 0, "warning_causes": 1}
 
 
 def test_checks_not_run_are_listed_under_the_cause_that_stopped_the_run() -> None:

@@ -390,3 +390,13 @@ def test_no_unexplained_failure(conform_run: ConformRun) -> None:
         if key not in named and not key.startswith(INVALID_CHECK + "[") and check["verdict"] not in ("pass", "n/a")
     }
     assert not unexplained, json.dumps(unexplained, indent=1)
+
+
+def test_multi_turn_load(litellm_proxy: Proxy, tmp_path: Path) -> None:
+    """Issue 16: a multi-turn load run through LiteLLM's proxy (its token counter counts the
+    prompt): every later turn carries the conversation and its canned reply, the proxy's
+    prompt count grows along each session, per-turn figures in the report."""
+    from .load_sessions import check_multi_turn, multi_turn_run
+
+    proc, doc = multi_turn_run(litellm_proxy.url, MOCK_MODEL, litellm_proxy.master_key, tmp_path)
+    check_multi_turn(proc, doc, tmp_path)

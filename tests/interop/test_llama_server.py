@@ -273,3 +273,13 @@ def test_no_transport_failure_blamed(conform_run: ConformRun) -> None:
     errors = [(key, ex["transport_error"]) for key, check in conform_run.by_key().items()
               for ex in check["exchanges"] if ex.get("transport_error")]
     assert not errors, errors
+
+
+def test_multi_turn_load(llama_server: Server, tmp_path: Path) -> None:
+    """Issue 16: a multi-turn load run against llama-server (its own tokenizer and chat
+    template count the prompt): every later turn carries the conversation, the server's
+    prompt count grows along each session, per-turn figures in the report."""
+    from .load_sessions import check_multi_turn, multi_turn_run
+
+    proc, doc = multi_turn_run(llama_server.url, MODEL, llama_server.api_key, tmp_path)
+    check_multi_turn(proc, doc, tmp_path)

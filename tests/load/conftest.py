@@ -17,6 +17,8 @@ from chatprobe.server.runner import spawn_server
 SRC = str(Path(__file__).resolve().parents[2] / "src")
 # Small, fast runs: the reference server paced at 5 ms TTFT / 1 ms ITL.
 QUICK = ["--max-tokens", "8", "--no-progress"]
+# A stub target that answers only the load's own requests: no GET /metrics sent to it.
+STUB = ["--no-server-metrics"]
 
 
 def load_env() -> dict[str, str]:

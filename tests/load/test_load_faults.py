@@ -12,7 +12,7 @@ import pytest
 
 from chatprobe.server.runner import spawn_server
 
-from .conftest import QUICK, read_summary, run_load
+from .conftest import QUICK, STUB, read_summary, run_load
 
 
 @pytest.mark.parametrize(("fault", "reason"), [("reset-mid-stream", "reset"), ("stall", "timeout"),
@@ -75,7 +75,7 @@ ERROR_500 = (b"HTTP/1.1 500 Internal Server Error\r\nContent-Type: application/j
 ])
 def test_stub_target_failures(behaviour: bytes | None, reason: str, tmp_path: Path) -> None:
     for url in _stub(behaviour):
-        proc = run_load(["--target", url, "--users", "2", "--duration", "1", "--timeout", "1", *QUICK],
+        proc = run_load(["--target", url, "--users", "2", "--duration", "1", "--timeout", "1", *QUICK, *STUB],
                         tmp_path, timeout=30)
         assert proc.returncode == 1 and "nothing was measured" in proc.stderr, proc.stderr
         req = read_summary(tmp_path)["summary"]["requests"]

@@ -25,7 +25,7 @@ import pytest
 from chatprobe.metrics import MOSTLY_FAILED_FRACTION, failure_kind, load_verdict
 from chatprobe.server.runner import spawn_server
 
-from .conftest import QUICK, read_summary, run_load
+from .conftest import QUICK, STUB, read_summary, run_load
 
 
 # ---------------------------------------------------------------------------
@@ -127,7 +127,7 @@ def keepalive_server(answers_per_connection: int, reject_all: bool = False) -> I
 def test_dropped_keepalive_connection_is_not_a_failure(client: str, tmp_path: Path) -> None:
     with keepalive_server(answers_per_connection=2) as stats:
         proc = run_load(["--target", f"http://127.0.0.1:{stats['port']}", "--users", "2", "--duration", "1.5",
-                         "--timeout", "2", "--client", client, *QUICK], tmp_path, timeout=30)
+                         "--timeout", "2", "--client", client, *QUICK, *STUB], tmp_path, timeout=30)
     assert proc.returncode == 0, proc.stderr
     doc = read_summary(tmp_path)
     req = doc["summary"]["requests"]
@@ -142,7 +142,7 @@ def test_dropped_keepalive_connection_is_not_a_failure(client: str, tmp_path: Pa
 def test_request_ids_are_uuids(tmp_path: Path) -> None:
     with keepalive_server(answers_per_connection=1000) as stats:
         proc = run_load(["--target", f"http://127.0.0.1:{stats['port']}", "--users", "2", "--duration", "1",
-                         "--timeout", "2", *QUICK], tmp_path, timeout=30)
+                         "--timeout", "2", *QUICK, *STUB], tmp_path, timeout=30)
     assert proc.returncode == 0, proc.stderr
     assert stats["answered"] > 0 and stats["bad_ids"] == 0, stats
     lines = (tmp_path / "records.jsonl").read_text(encoding="utf-8").splitlines()
@@ -191,7 +191,7 @@ def test_rejected_requests_are_named_with_status_and_body(tmp_path: Path) -> Non
     """A server answering 400 to every request: the verdict names the status and quotes its body."""
     with keepalive_server(answers_per_connection=1000, reject_all=True) as stats:
         proc = run_load(["--target", f"http://127.0.0.1:{stats['port']}", "--users", "2", "--duration", "1",
-                         "--timeout", "2", *QUICK], tmp_path, timeout=30)
+                         "--timeout", "2", *QUICK, *STUB], tmp_path, timeout=30)
     assert proc.returncode == 1 and "nothing was measured" in proc.stderr, proc.stderr
     failure = _assert_untrustworthy(tmp_path, proc.stdout, "http 400", "http status")
     assert failure["rule"] == "http.status" and "must be a UUID" in str(failure["example"])

@@ -44,4 +44,11 @@ def records(draw: st.DrawFn, t_max_ms: int = 5_000) -> RequestRecord:
         rec.output_tokens, rec.output_tokens_source = usage, "usage"
     elif arrivals:
         rec.output_tokens, rec.output_tokens_source = len(arrivals), "events"
+    if arrivals and draw(st.booleans()):  # a reasoning model's stream: output from some event on
+        rec.reasoning_tokens = draw(st.integers(0, 40))
+        rec.reasoning_tokens_source = draw(st.sampled_from(["usage", "events"]))
+        rec.first_output_index = draw(st.one_of(st.none(), st.integers(0, len(arrivals) - 1)))
+    if draw(st.booleans()):  # a turn of a multi-turn session
+        rec.session_id = draw(st.sampled_from(["s1", "s2", "s3"]))
+        rec.turn = draw(st.integers(1, 4))
     return rec

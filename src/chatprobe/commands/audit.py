@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from chatprobe import children, inputs
-from chatprobe.conformrun import HYPOTHESIS_PROFILES
+from chatprobe.conformrun import HYPOTHESIS_PROFILES, load_accept
 from chatprobe.errors import UsageError
 from chatprobe.inputs import bounded_int, finite_float
 
@@ -41,6 +41,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--load-duration", type=finite_float(0, inputs.MAX_TIMEOUT_S, lo_open=True), default=5.0, help="seconds of the load probe (default 5)")
     parser.add_argument("--load-users", type=bounded_int(1, inputs.MAX_USERS), default=2, help="concurrent users of the load probe (default 2)")
     parser.add_argument("--quiet", action="store_true", help="no line per target while it runs")
+    parser.add_argument(
+        "--accept", action="append", default=[], metavar="FILE",
+        help="accepted deviations for every target (YAML: id, reason, expires; a target's own `accept` file comes first; repeatable)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -53,6 +57,7 @@ def run(args: argparse.Namespace) -> int:
         load_targets,
         run_targets,
     )
+    from chatprobe.reports import github
     from chatprobe.reports.audit import HTML_FILE, MARKDOWN_FILE, render_text, write_reports
 
     if args.hypothesis_profile not in HYPOTHESIS_PROFILES:
@@ -65,6 +70,7 @@ def run(args: argparse.Namespace) -> int:
             raise UsageError(f"{flag} must be positive")
     targets_file = Path(args.targets_file)
     targets = load_targets(targets_file)  # every mistake, with its line, before anything runs
+    load_accept(args.accept)
     baseline = load_baseline(Path(args.baseline)) if args.baseline else None
     report_dir = inputs.report_dir(args.report_dir)
     from chatprobe.reports.csv import MATRIX_CSV
@@ -81,6 +87,7 @@ def run(args: argparse.Namespace) -> int:
         load_probe=args.load_probe,
         load_duration_s=args.load_duration,
         load_users=args.load_users,
+        accept=tuple(str(Path(f).resolve()) for f in args.accept),
     )
 
     def progress(result: TargetRun) -> None:
@@ -109,6 +116,7 @@ def run(args: argparse.Namespace) -> int:
         document["exit_code"] = 130
     path = write_reports(document, report_dir)
     print(render_text(document))
+    github.publish_audit(document)  # in GitHub Actions: job summary (audit.md) + annotations
     print(f"report: {path} ({HTML_FILE}, {MARKDOWN_FILE}) in {time.monotonic() - started:.1f} s")
     if interrupted:
         print("chatprobe audit: interrupted: the matrix covers what was audited until then", file=sys.stderr)

@@ -2,8 +2,10 @@
 
 With no --target, chatprobe starts its reference server (the embedded default)
 and tests it. Exit 0 when every check passed (warnings, unsupported optional
-features and n/a checks allowed), 1 when a check failed, 2 when the run could
-not happen (bad arguments or profile, unreachable target).
+features, n/a checks and failures an --accept file accepts allowed), 1 when a
+check failed (or, with --strict-accept, an acceptance named nothing of the run),
+2 when the run could not happen (bad arguments, profile or accept file,
+unreachable target).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import argparse
 import contextlib
 import io
 import json
+import os
 import secrets
 import sys
 import time
@@ -21,7 +24,7 @@ from typing import Any
 
 from chatprobe import children, inputs, redact
 from chatprobe.breaker import DEFAULT_MAX_DURATION_S
-from chatprobe.conformrun import HYPOTHESIS_PROFILES, plugin_args
+from chatprobe.conformrun import HYPOTHESIS_PROFILES, load_accept, plugin_args
 from chatprobe.errors import UsageError
 from chatprobe.inputs import finite_float
 from chatprobe.paths import data_dir
@@ -51,6 +54,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--header", action="append", default=[], metavar="'NAME: VALUE'",
         help="an extra header on every request (repeatable); ${VAR} in VALUE: from the environment, never written",
+    )
+    parser.add_argument(
+        "--accept", action="append", default=[], metavar="FILE",
+        help="accepted deviations (YAML: id, reason, expires): those failures are reported as accepted and "
+        "do not fail the run (repeatable)",
+    )
+    parser.add_argument(
+        "--strict-accept", action="store_true", help="an acceptance that names no failure of the run (stale) fails it"
     )
 
 
@@ -109,6 +120,10 @@ def pytest_args(args: argparse.Namespace, url: str, report_dir: Path, junit: Pat
     argv[1:1] = plugin_args()  # a source checkout has no entry point installed
     if not args.quiet:
         argv.append("--chatprobe-progress")
+    if args.accept:
+        argv += ["--chatprobe-accept", os.pathsep.join(str(Path(f).resolve()) for f in args.accept)]
+    if args.strict_accept:
+        argv.append("--chatprobe-strict-accept")
     if not args.target:
         argv.append("--chatprobe-embedded")
     if args.select:
@@ -165,6 +180,7 @@ def run(args: argparse.Namespace) -> int:
 
     import pytest
 
+    from chatprobe.reports import github
     from chatprobe.reports.conform import FINDINGS_FILE, HTML_FILE, render_table
     from chatprobe.reports.csv import CHECKS_CSV
     from chatprobe.reports.files import remove_stale
@@ -181,6 +197,7 @@ def run(args: argparse.Namespace) -> int:
     api_key_from(args.api_key_env)
     extra_headers(args.header)  # a malformed header or an unset ${VAR}: exit 2 before anything runs
     _check_select(args.select)
+    load_accept(args.accept)  # a bad accept file: exit 2 before anything runs
     junit_file = inputs.output_file(args.junit_xml, "--junit-xml") if args.junit_xml else None
     report_dir = inputs.report_dir(args.report_dir)
     junit = junit_file or report_dir / "junit.xml"
@@ -199,32 +216,38 @@ def run(args: argparse.Namespace) -> int:
             if args.target:
                 _reachable(url)
             print(f"chatprobe conform: {profile.dialect} at {url}{'' if args.target else ' (embedded reference server)'}", flush=True)
-            with _quiet_stderr():
+            with _quiet_stderr() as stderr:
                 code = pytest.main(pytest_args(args, url, report_dir, junit))
     if code == pytest.ExitCode.INTERRUPTED or children.interrupted():
         if findings_path.is_file():  # state "interrupted": what the run had found until then
             document = json.loads(findings_path.read_text(encoding="utf-8"))
             write_junit(document, junit)
             print(render_table(document))
+            github.publish_conform(document)
         raise KeyboardInterrupt  # the CLI: "interrupted", exit 130
+    usage = [line.removeprefix("ERROR: ").removeprefix("chatprobe: ") for line in stderr if line.startswith("ERROR: ")]
+    if code == pytest.ExitCode.USAGE_ERROR and usage:
+        raise UsageError(usage[-1])  # the plugin refused a setting (an accept file's unknown check id): one line
     if code not in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED) or not findings_path.is_file():
         raise UsageError(f"the suites could not run (pytest exit code {int(code)})")
     document = json.loads(findings_path.read_text(encoding="utf-8"))
     # pytest wrote junit.xml as it went; ours, from the JSON, leads each failure with its root cause.
     write_junit(document, junit)
     print(render_table(document))
+    github.publish_conform(document)  # in GitHub Actions: job summary + annotations
     print(f"report: {findings_path} ({HTML_FILE}, {junit.name}) in {time.monotonic() - started:.1f} s")
     return int(document["exit_code"])
 
 
 @contextlib.contextmanager
-def _quiet_stderr() -> Iterator[None]:
+def _quiet_stderr() -> Iterator[list[str]]:
     """pytest without its terminal reporter still prints internal errors to stderr; keep
-    them for the one-line reason instead of a traceback."""
+    them for the one-line reason instead of a traceback. Yields the lines, filled at the end;
+    a usage error (``ERROR: …``) is left to the caller, which makes it the one line."""
     buffer = io.StringIO()
+    lines: list[str] = []
     with contextlib.redirect_stderr(buffer):
-        yield
-    text = buffer.getvalue().strip()
-    if text:
-        last = text.splitlines()[-1]
-        print(f"chatprobe conform: {last}", file=sys.stderr)
+        yield lines
+    lines += [line.strip() for line in buffer.getvalue().strip().splitlines() if line.strip()]
+    if lines and not lines[-1].startswith("ERROR: "):
+        print(f"chatprobe conform: {lines[-1]}", file=sys.stderr)

@@ -1,11 +1,21 @@
-"""Re-render a run's JSON: HTML, JUnit XML, Markdown and CSV, from the report directory alone.
+"""Re-render a run's JSON (`report DIR`), or compare two runs (`report diff OLD NEW`).
 
-DIR is a report directory of `chatprobe conform` (findings.json), `load`
-(summary.json + records.jsonl), `sweep` (sweep.json) or `audit` (audit.json +
-targets/*/findings.json); the run type is the one JSON file present. The JSON is
-validated against its schema in specs/ first, then rendered by the same
-renderers the run used. Exit 0 when everything asked for was written, 2 when
-DIR holds no valid run JSON or a format does not exist for that run type.
+`chatprobe report DIR`: HTML, JUnit XML, Markdown and CSV, from the report
+directory alone. DIR is a report directory of `chatprobe conform`
+(findings.json), `load` (summary.json + records.jsonl), `sweep` (sweep.json) or
+`audit` (audit.json + targets/*/findings.json); the run type is the one JSON file
+present. The JSON is validated against its schema in specs/ first, then rendered
+by the same renderers the run used. Exit 0 when everything asked for was written,
+2 when DIR holds no valid run JSON or a format does not exist for that run type.
+
+`chatprobe report diff OLD NEW`: what changed between two conform runs or two
+audits (each a report directory or its findings.json / audit.json): new failures,
+fixes, failures whose evidence changed, acceptances newly accepted, stale or
+expired. --format text (default), markdown (a pull-request comment) or json
+(specs/diff.schema.json), on stdout. Exit 1 on a regression (a check that fails
+now and did not before; for audits as `audit --baseline` judges), 0 otherwise,
+2 when OLD or NEW is no valid run JSON or they are runs of different kinds.
+(A directory named `diff` is rendered as `chatprobe report ./diff`.)
 """
 
 from __future__ import annotations
@@ -26,6 +36,7 @@ if TYPE_CHECKING:
     from chatprobe.metrics import RequestRecord
 
 FORMATS = ("html", "junit", "md", "csv")
+DIFF_FORMATS = ("text", "markdown", "json")
 
 
 @dataclass(frozen=True)
@@ -45,12 +56,13 @@ RUN_TYPES = (
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("directory", metavar="DIR", help="a run's report directory")
+    parser.add_argument("paths", nargs="+", metavar="DIR | diff OLD NEW", help="a run's report directory; or diff and two runs")
     parser.add_argument(
         "--format", dest="formats", metavar="LIST",
-        help=f"comma-separated, of {','.join(FORMATS)} (default: every format the run type has)",
+        help=f"comma-separated, of {','.join(FORMATS)} (default: every format the run type has); "
+        f"with diff: one of {', '.join(DIFF_FORMATS)} (default text)",
     )
-    parser.add_argument("--out", metavar="DIR", help="write the renderings there (default: DIR itself)")
+    parser.add_argument("--out", metavar="DIR", help="write the renderings there (default: DIR itself; not with diff)")
 
 
 def detect(directory: Path) -> RunType:
@@ -234,8 +246,56 @@ def render(directory: Path, formats: str | None = None, out: Path | None = None)
 
 
 def run(args: argparse.Namespace) -> int:
-    directory = Path(args.directory)
+    if args.paths[0] == "diff" and len(args.paths) != 1:
+        if len(args.paths) != 3:
+            raise UsageError("report diff takes two runs: OLD NEW (report directories, or their findings.json / audit.json)")
+        if args.out:
+            raise UsageError("report diff writes to stdout: --out is for re-rendering a run")
+        return diff(Path(args.paths[1]), Path(args.paths[2]), args.formats)
+    if len(args.paths) != 1:
+        raise UsageError("report takes one run's directory (or: report diff OLD NEW)")
+    directory = Path(args.paths[0])
     out = Path(args.out) if args.out else None
     for path in render(directory, args.formats, out):
         sys.stdout.write(f"wrote {path}\n")
     return 0
+
+
+# --------------------------------------------------------------------------- diff
+
+DIFF_RUN_TYPES = tuple(t for t in RUN_TYPES if t.name in ("conform", "audit"))
+
+
+def load_run(path: Path, which: str) -> tuple[RunType, dict[str, Any]]:
+    """A conform or audit run for diff: a report directory, or its findings.json / audit.json."""
+    if path.is_dir():
+        present = [t for t in DIFF_RUN_TYPES if (path / t.json_file).is_file()]
+        if len(present) != 1:
+            names = " or ".join(t.json_file for t in DIFF_RUN_TYPES)
+            raise UsageError(f"{which} {path}: {'holds no' if not present else 'holds more than one'} run to compare ({names})")
+        run_type, file = present[0], path / present[0].json_file
+    else:
+        matching = [t for t in DIFF_RUN_TYPES if t.json_file == path.name]
+        if not path.exists():
+            raise UsageError(f"{which} {path}: no such file or directory")
+        if not matching:
+            raise UsageError(f"{which} {path}: report diff compares conform runs (findings.json) or audits (audit.json)")
+        run_type, file = matching[0], path
+    return run_type, load_document(file, run_type.schema)
+
+
+def diff(old: Path, new: Path, fmt: str | None) -> int:
+    from chatprobe.reports.diff import render as render_diff
+    from chatprobe.rundiff import diff as diff_runs
+
+    fmt = {"md": "markdown"}.get(fmt or "text", fmt or "text")
+    if fmt not in DIFF_FORMATS:
+        raise UsageError(f"report diff --format wants one of {', '.join(DIFF_FORMATS)}; got {fmt!r}")
+    old_type, old_doc = load_run(old, "OLD")
+    new_type, new_doc = load_run(new, "NEW")
+    if old_type != new_type:
+        raise UsageError(f"OLD is a {old_type.name} run and NEW a {new_type.name} run: nothing to compare")
+    document = diff_runs(old_doc, new_doc, new_type.name, str(old), str(new))
+    sys.stdout.write(render_diff(document, fmt))
+    code: int = document["exit_code"]
+    return code

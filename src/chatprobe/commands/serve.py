@@ -28,8 +28,9 @@ _RANGES: dict[str, tuple[int, int]] = {
     "itl_per_active_ms": (0, _MS_MAX), "max_concurrency": (1, 1_000_000), "max_queue": (0, 1_000_000),
     "seed": (-(2**63), 2**63 - 1), "truth_records": (0, 1_000_000),
     "max_output_tokens": (1, 1 << 20), "max_body_bytes": (1024, 256 << 20),
-    "max_concurrent_streams": (1, 100_000),
+    "max_concurrent_streams": (1, 100_000), "reasoning_ms": (0, _MS_MAX),
 }
+REASONING_FIELDS = ("reasoning_content", "reasoning")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -45,6 +46,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="with --max-concurrency: refuse (503, Retry-After) when N requests already queue")
     parser.add_argument("--itl-per-active-ms", type=float, default=0.0, metavar="Z",
                         help="ITL grows by Z ms per other active stream (capped at K)")
+    parser.add_argument("--reasoning-ms", type=float, default=0.0, metavar="MS",
+                        help="reasoning mode (openai, atoma): each answer is preceded by MS ms of reasoning "
+                        "deltas, its first token due exactly MS after the first reasoning token (default 0: off)")
+    parser.add_argument("--reasoning-field", choices=REASONING_FIELDS, default="reasoning_content",
+                        help="the delta field of the reasoning: reasoning_content (vLLM, DeepSeek) or "
+                        "reasoning (default reasoning_content)")
+    parser.add_argument("--tokenizer", default=None, metavar="PATH",
+                        help="count usage with this tokenizer (a tokenizer.json or a model directory; its chat "
+                        "template too) and send text of its one-token words; needs chatprobe[tokenizers]")
     key = parser.add_mutually_exclusive_group()
     key.add_argument("--api-key", default=None, metavar="KEY",
                      help="require Authorization: Bearer KEY on every dialect route (visible to `ps`: prefer --api-key-env)")
@@ -89,7 +99,8 @@ def run(args: argparse.Namespace) -> int:
         itl_per_active_ms=args.itl_per_active_ms, api_key=api_key, faults=args.fault,
         seed=args.seed, truth_records=args.truth_records, model=args.model,
         max_output_tokens=args.max_output_tokens, max_body_bytes=args.max_body_bytes,
-        max_concurrent_streams=args.max_concurrent_streams, freeze_gc=True)
+        max_concurrent_streams=args.max_concurrent_streams, reasoning_ms=args.reasoning_ms,
+        reasoning_field=args.reasoning_field, tokenizer=args.tokenizer, freeze_gc=True)
     sock = bind_socket(options.host, options.port)
     server = ReferenceServer(uvicorn_config(options))
     print(LISTENING_PREFIX + base_url(sock), flush=True)

@@ -6,8 +6,10 @@ then bisection; --repeats K searches again for a 95 % confidence interval.
 Errors or a growing queue stop the growth early, and the report says why.
 With no --target the reference server is started once for the whole sweep.
 Writes sweep.json (specs/sweep.schema.json), sweep.html and levels/*/ into
---report-dir. Exit 0 with an answer, 1 when no level met the SLOs, 2 when the
-sweep could not run, 130 when interrupted (the report of the levels measured
+--report-dir. With --baseline DIR (an earlier sweep's report directory) each
+load level both sweeps measured is compared statistic by statistic
+(chatprobe.metrics.compare). Exit 0 with an answer, 1 when no level met the
+SLOs (or a statistic regressed against the baseline), 2 when the sweep could not run, 130 when interrupted (the report of the levels measured
 so far is still written).
 """
 
@@ -28,17 +30,31 @@ from chatprobe.errors import UsageError
 from chatprobe.inputs import bounded_int, finite_float
 from chatprobe.loadplan import LoadSettings, Mode, read_plan
 from chatprobe.loadrun import (
+    add_baseline_arguments,
     add_request_arguments,
     apply_plan,
+    baseline_statistics,
     cpu_split,
+    read_load_run,
     run_level,
+    run_sample,
     server_options,
     settings_from_args,
 )
 from chatprobe.metrics import RequestRecord, load_verdict, parse_slos
+from chatprobe.metrics.compare import (
+    RunSample,
+    Statistic,
+    compare,
+    level_text,
+    match_levels,
+    setting_differences,
+    trust_warnings,
+)
 from chatprobe.reports.csv import LEVELS_CSV, write_levels
 from chatprobe.reports.files import remove_stale, write_text
 from chatprobe.reports.sweep import answer_sentence, describe_gate, write_report
+from chatprobe.serverside import ServerWatch, add_server_side_arguments
 from chatprobe.sweep import (
     LevelResult,
     LevelSpec,
@@ -83,6 +99,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_request_arguments(parser)
     parser.add_argument("--report-dir", metavar="DIR", default="chatprobe-sweep", help="default ./chatprobe-sweep")
     parser.add_argument("--no-progress", action="store_true", help="no progress lines")
+    add_baseline_arguments(parser, "sweep")
+    add_server_side_arguments(parser)
 
 
 def parse_duration(text: str) -> float:
@@ -133,11 +151,13 @@ def _config(args: argparse.Namespace, budget_s: float) -> SweepConfig:
 class _LevelRunner:
     """One level = one generator run with the sweep's request settings and the level's load."""
 
-    def __init__(self, base: LoadSettings, out: Path, cpus: set[int] | None, arrivals: str) -> None:
+    def __init__(self, base: LoadSettings, out: Path, cpus: set[int] | None, arrivals: str,
+                 args: argparse.Namespace | None = None) -> None:
         self.base = base
         self.out = out
         self.cpus = cpus
         self.arrivals = arrivals
+        self.args = args  # the server-side options (chatprobe.serverside), when run from the CLI
         self.count = 0
 
     def __call__(self, spec: LevelSpec) -> LevelResult:
@@ -152,7 +172,13 @@ class _LevelRunner:
             warmup_s=round(spec.duration_s * WARMUP_FRACTION, 3), spawn_rate=None, stages=(),
             report_dir=str(level_dir),
         ).validate()
-        doc = run_level(settings, self.cpus)
+        if self.args is None:
+            doc = run_level(settings, self.cpus)
+        else:  # the server's /metrics during the level (and, embedded, the generator's error)
+            embedded = self.base.target if self.args.target is None else None
+            with ServerWatch(self.args, settings, self.base.target, truth_url=embedded) as watch:
+                doc = run_level(settings, self.cpus)
+            doc = watch.document or doc
         result = LevelResult.from_summary(doc, _growth(doc, level_dir / "records.jsonl"))
         result.details["report_dir"] = str(level_dir.relative_to(self.out))
         return result
@@ -218,7 +244,9 @@ def run(args: argparse.Namespace) -> int:
     if not slos.gates:
         raise UsageError("a sweep needs at least one --slo gate to meet, e.g. --slo ttft_p95_ms=500"
                          " or --slo user_tokens_per_s_p50=20")
+    stats = baseline_statistics(args)
     out = inputs.report_dir(args.report_dir).resolve()
+    baseline = _read_baseline(args.baseline, args.mode, out) if stats is not None else None
     # An earlier sweep's files must not pass for this one's (it may fail or be interrupted).
     remove_stale(out, ["sweep.json", "sweep.html", LEVELS_CSV], dirs=["levels"])
     server_cpu, generator_cpus = cpu_split(args.target is None)
@@ -235,9 +263,11 @@ def run(args: argparse.Namespace) -> int:
         if config.level_duration_s + config.overhead_s > config.budget_s:
             raise UsageError(f"--budget {budget_s:g} s cannot hold one level of {config.level_duration_s:g} s"
                              f" once the server was reached ({spent:.1f} s in): give a larger --budget")
-        runner = _LevelRunner(base, out, generator_cpus, args.arrivals)
+        runner = _LevelRunner(base, out, generator_cpus, args.arrivals, args)
         result = Sweep(config, runner, time.monotonic, progress).run()
     doc = build_document(result, args, base, budget_s, started_at, time.monotonic() - t_start)
+    if baseline is not None and stats is not None:
+        doc["comparison"] = compare_sweeps(baseline, doc, out, stats)
     write_text(out / "sweep.json", json.dumps(doc, indent=2))
     html = write_report(doc, out / "sweep.html")
     write_levels(doc, out)
@@ -246,6 +276,11 @@ def run(args: argparse.Namespace) -> int:
         sys.stdout.write(f"stopped early: {result.stop.reason}\n")
     for warning in doc["warnings"]:
         sys.stdout.write(f"warning: {warning}\n")
+    if "comparison" in doc:
+        from chatprobe.reports.compare import sweep_comparison_lines
+
+        for line in sweep_comparison_lines(doc["comparison"]):
+            sys.stdout.write(line + "\n")
     sys.stdout.write(f"report: {html}  (sweep.json, levels/ in {out})\n")
     if result.stop.kind == "interrupted":
         return 130
@@ -253,7 +288,99 @@ def run(args: argparse.Namespace) -> int:
     if nothing:
         sys.stderr.write(f"chatprobe sweep: error: {nothing}\n")
         return 1
-    return 0 if result.answer.value is not None else 1
+    regressed = "comparison" in doc and not doc["comparison"]["passed"]
+    return 0 if result.answer.value is not None and not regressed else 1
+
+
+class _BaselineSweep:
+    """An earlier sweep: its sweep.json and, per acceptable level, its summary.json and records."""
+
+    def __init__(self, directory: Path, doc: dict[str, Any], runs: dict[int, tuple[dict[str, Any], Path]]) -> None:
+        self.directory, self.doc, self.runs = directory, doc, runs
+
+
+def _read_baseline(directory: str, mode: str, out: Path) -> _BaselineSweep:
+    """--baseline DIR, checked before the sweep starts (UsageError, one line, when it is not a sweep
+    of the same mode, or a level it needs is missing)."""
+    d = Path(directory).resolve()
+    if d == out:
+        raise UsageError(f"--baseline {directory}: is this sweep's --report-dir, which the sweep overwrites;"
+                         " give the new sweep another --report-dir")
+    path = d / "sweep.json"
+    if not d.is_dir() or not path.is_file():
+        hint = " (it holds summary.json: a load run's; give it to `load --baseline`)" if (d / "summary.json").is_file() else ""
+        raise UsageError(f"--baseline {directory}: no sweep.json in it (not a `chatprobe sweep` report directory){hint}")
+    doc = inputs.load_json(path, "--baseline", inputs.MAX_RUN_JSON_BYTES, inputs.MAX_RUN_JSON_NESTING)
+    if not isinstance(doc, dict) or doc.get("schema") != SWEEP_SCHEMA or not isinstance(doc.get("levels"), list):
+        raise UsageError(f"--baseline {path}: not a chatprobe sweep.json ({SWEEP_SCHEMA})")
+    if (doc.get("settings") or {}).get("mode") != mode:
+        raise UsageError(f"--baseline {directory}: a sweep in {(doc.get('settings') or {}).get('mode')} mode;"
+                         f" this one is in {mode} mode: their levels do not compare")
+    runs: dict[int, tuple[dict[str, Any], Path]] = {}
+    for i, level in enumerate(doc["levels"]):
+        if not isinstance(level, dict) or not level.get("acceptable") or level.get("interrupted"):
+            continue  # only acceptable levels are compared (chatprobe.metrics.compare.match_levels)
+        level_dir = (d / str(level.get("report_dir", ""))).resolve()
+        if not level.get("report_dir") or not level_dir.is_relative_to(d):
+            raise UsageError(f"--baseline {path}: level {i + 1} names no report directory inside {d}")
+        runs[i] = read_load_run(level_dir, "--baseline")
+    return _BaselineSweep(d, doc, runs)
+
+
+# Load settings a sweep sets per level itself: not differences between two sweeps.
+_SWEEP_SETS = ("mode", "users", "rate", "stages")
+
+
+def compare_sweeps(baseline: _BaselineSweep, doc: dict[str, Any], out: Path,
+                   stats: tuple[Statistic, ...]) -> dict[str, Any]:
+    """sweep.json's ``comparison``: every load both sweeps measured (and the baseline met its SLOs
+    at), its levels pooled per sweep, compared statistic by statistic."""
+    base_levels: list[dict[str, Any]] = baseline.doc["levels"]
+    pairs, skipped = match_levels(base_levels, doc["levels"])
+    entries = []
+    regressed: list[str] = []
+    for key, b_idx, c_idx in pairs:
+        warnings: list[str] = []
+        samples: list[RunSample] = []
+        for i in b_idx:
+            level_doc, records = baseline.runs[i]
+            warnings.extend(trust_warnings(level_doc, f"baseline's level {i + 1}"))
+            samples.append(run_sample(level_doc, records, stats))
+        base_sample = RunSample.pooled(samples)
+        samples = []
+        for j in c_idx:
+            level_doc, records = read_load_run(out / doc["levels"][j]["report_dir"], "the sweep's level")
+            warnings.extend(trust_warnings(level_doc, f"level {j + 1}"))
+            samples.append(run_sample(level_doc, records, stats, "the sweep's level"))
+        result = compare(base_sample, RunSample.pooled(samples), stats)
+        regressed.extend(f"{level_text(key)}: {name}" for name in result.regressed)
+        entries.append({"load": level_text(key), "users": key[1] if key[0] == "users" else None,
+                        "rate": key[1] if key[0] == "rate" else None,
+                        "levels": {"baseline": len(b_idx), "current": len(c_idx)},
+                        **result.to_json(), "warnings": warnings})
+    base_settings = (baseline.doc.get("settings") or {}).get("load_settings") or {}
+    keys = [k for k in ("dialect", "model", "stream", "include_usage", "prompt_tokens", "dataset", "max_tokens",
+                        "ignore_eos", "processes", "stamps") if k not in _SWEEP_SETS]
+    diffs = setting_differences(base_settings, doc["settings"]["load_settings"], keys)
+    warnings = ["the sweeps differ in " + ", ".join(diffs) + ": the comparison is between different loads"] if diffs else []
+    if (baseline.doc.get("settings") or {}).get("level_duration_s") != doc["settings"]["level_duration_s"]:
+        warnings.append(f"levels of {doc['settings']['level_duration_s']:g} s (baseline"
+                        f" {baseline.doc['settings'].get('level_duration_s')} s): not as many requests per level")
+    if not entries:
+        warnings.append("no load level was measured by both sweeps (with the baseline meeting its SLOs there):"
+                        " nothing was compared")
+    base_answer = baseline.doc.get("answer") or {}
+    return {
+        "baseline": {"dir": str(baseline.directory), "started_at": (baseline.doc.get("run") or {}).get("started_at")},
+        "answer": {"baseline": base_answer.get("value"), "current": doc["answer"]["value"],
+                   "unit": doc["answer"]["unit"]},
+        "passed": not regressed,
+        "regressed": regressed,
+        "rule": "a statistic regressed when the whole 95 % interval of its regression is beyond its limit",
+        "levels": entries,
+        "not_compared": skipped,
+        "warnings": warnings,
+    }
 
 
 def measured_nothing(result: SweepResult) -> str | None:

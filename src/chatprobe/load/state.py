@@ -36,6 +36,7 @@ class State:
         self.t0_ns: int | None = None  # test start (this process's clock)
         self.stopping = False
         self.inflight = gevent.pool.Group()  # open-loop request greenlets
+        self.dispatch_done = False  # a trace replay sent its last request (the run ends when it is answered)
         self.findings: dict[str, int] = {}  # non-failing protocol findings, per rule
         self.protocol = ProtocolTally()  # every protocol finding, per rule (conformance under load)
         self.in_flight = 0  # requests this process has in flight (the load level a finding met)
@@ -77,6 +78,10 @@ class State:
 
             self._builder = RequestBuilder(self.load())
         return self._builder
+
+    def replay_over(self) -> bool:
+        """A trace replay has sent every request and none is in flight any more."""
+        return self.dispatch_done and not self.inflight
 
     def elapsed_s(self) -> float:
         return 0.0 if self.t0_ns is None else (time.perf_counter_ns() - self.t0_ns) / 1e9

@@ -43,13 +43,24 @@ from chatprobe.load.client import (
     Failure,
     GeventClient,
     HttpxClient,
+    Prepared,
     make_client,
     new_request_id,
+    reply_text,
+    sleep_until,
     transport_detail,
 )
 from chatprobe.load.clocks import clock_sample
+from chatprobe.load.sessions import Session
 from chatprobe.load.state import HealthMonitor, state
-from chatprobe.loadplan import SETTINGS_ENV, LoadSettings, rate_at, stage_at
+from chatprobe.loadplan import (
+    SETTINGS_ENV,
+    LoadSettings,
+    parse_think_time,
+    rate_at,
+    stage_at,
+    think_seconds,
+)
 from chatprobe.metrics import RequestRecord, clock_offset_ns
 
 __all__ = [
@@ -62,8 +73,10 @@ __all__ = [
     "OpenAIUser",
     "OpenLoopUser",
     "PlanShape",
+    "SessionUser",
     "inbox",
     "new_client",
+    "run_session",
     "send_one",
     "settings_from_options",
     "user_classes_for",
@@ -77,14 +90,22 @@ _log = logging.getLogger("chatprobe.load")
 # One request
 # ---------------------------------------------------------------------------
 def send_one(environment: Environment, client: GeventClient | HttpxClient,
-             t_scheduled_ns: int | None = None) -> RequestRecord:
-    """One request, timed, recorded and reported to Locust's stats."""
+             t_scheduled_ns: int | None = None, req: Prepared | None = None,
+             session: Session | None = None, hold: bool = False) -> RequestRecord:
+    """One request, timed, recorded and reported to Locust's stats. ``req``: this request
+    (default the builder's next); ``session``: the multi-turn session it is a turn of (its
+    reply is kept there for the next turn); ``hold``: called ahead of ``t_scheduled_ns``,
+    get everything ready (a connection too) and write the request at that time."""
     s = state.load()
     b = state.builder
-    req = b.next()
+    req = b.next() if req is None else req
     record = RequestRecord(request_id=new_request_id(), dialect=b.profile.dialect,
                            t_sent_ns=0, t_scheduled_ns=t_scheduled_ns, worker_id=state.worker_id)
+    if session is not None:
+        record.session_id, record.turn = session.id, session.turn
     ex = Exchange(record, b.profile, req, s.check_schema)
+    if hold and t_scheduled_ns is not None:
+        ex.due_ns = t_scheduled_ns
     state.in_flight += 1
     try:
         with gevent.Timeout(s.timeout_s, Failure("timeout")):
@@ -104,9 +125,41 @@ def send_one(environment: Environment, client: GeventClient | HttpxClient,
     if record.t_end_ns is None:
         record.t_end_ns = time.perf_counter_ns()
     record.status = ex.status or None
+    if session is not None and record.ok:
+        session.reply = reply_text(ex)
     state.collector.add(record)
     _fire(environment, record, req.path)
     return record
+
+
+def run_session(environment: Environment, client: GeventClient | HttpxClient, rng: random.Random,
+                t_start_ns: int | None = None) -> None:
+    """One multi-turn conversation (chatprobe.load.sessions): its turns one after the other,
+    each a think time after the previous reply ended; a failed turn ends it. Open loop
+    (``t_start_ns``, the arrival's scheduled time): every later turn is scheduled at the
+    previous reply's end plus the think time, and its slip measured from then."""
+    s = state.load()
+    b = state.builder
+    think = parse_think_time(s.think_time)
+    session = Session(b)
+    scheduled = t_start_ns
+    for turn in range(1, s.turns + 1):
+        if turn > 1 and scheduled is not None:
+            # A later turn of an open loop: prepared shortly before its time, written at it.
+            sleep_until(scheduled - _LEAD_NS)
+        record = send_one(environment, client, scheduled, session.next_request(b), session, hold=turn > 1)
+        if not record.ok or turn == s.turns or state.stopping:
+            return
+        pause_ns = int(think_seconds(think, rng) * 1e9)
+        if scheduled is None:
+            if pause_ns:
+                gevent.sleep(pause_ns / 1e9)
+            continue
+        scheduled = (record.t_end_ns or time.perf_counter_ns()) + pause_ns
+
+
+_CONNECTIONS_AHEAD = 4  # opened before a trace replay starts
+_LEAD_NS = 3_000_000  # a trace request's greenlet starts this early, to have its request ready
 
 
 def new_client() -> GeventClient | HttpxClient:
@@ -230,7 +283,13 @@ class OpenLoopUser(User):
     @task
     def dispatch(self) -> None:
         s = state.load()
+        if s.trace:
+            self._replay()
+            while not state.stopping:  # the task must not run again: the trace is replayed once
+                gevent.sleep(0.1)
+            return
         rng = random.Random(s.seed * 7919 + os.getpid())
+        one = self._session if s.turns > 1 else self._one
         next_ns = time.perf_counter_ns()
         while not state.stopping:
             rate = self._rate(s)
@@ -246,13 +305,64 @@ class OpenLoopUser(User):
             if wait > 0:
                 gevent.sleep(wait)
             self._slots.acquire()
-            state.inflight.spawn(self._one, next_ns)
+            state.inflight.spawn(one, next_ns)
 
     def _one(self, t_scheduled_ns: int) -> None:
         try:
             send_one(self.environment, self._client, t_scheduled_ns)
         finally:
             self._slots.release()
+
+    def _held(self, t_scheduled_ns: int, req: Prepared) -> None:
+        """A trace request, started ahead of its time: written at ``t_scheduled_ns``."""
+        try:
+            send_one(self.environment, self._client, t_scheduled_ns, req, hold=True)
+        finally:
+            self._slots.release()
+
+    def _session(self, t_scheduled_ns: int) -> None:
+        """An arrival that opens a multi-turn session (it holds its slot to the last turn)."""
+        try:
+            run_session(self.environment, self._client, random.Random(f"{state.load().seed}-{t_scheduled_ns}"),
+                        t_scheduled_ns)
+        finally:
+            self._slots.release()
+
+    def _replay(self) -> None:
+        """Trace replay: every request of the trace (prepared at start-up) at its own time
+        after now, in order; then says it is done (the run ends when the last one has).
+        Each request's greenlet starts :data:`_LEAD_NS` ahead, gets its connection and writes
+        at the due time (sleep_until), so the slip is not the greenlet's start-up; a request
+        waiting for a slot (--max-in-flight) shows it in its slip."""
+        if isinstance(self._client, GeventClient):
+            self._client.open_ahead(_CONNECTIONS_AHEAD)
+        start = time.perf_counter_ns() + _LEAD_NS
+        for offset_ns, req in state.builder.trace:
+            if state.stopping:
+                break
+            due = start + offset_ns
+            sleep_until(due - _LEAD_NS)
+            self._slots.acquire()
+            state.inflight.spawn(self._held, due, req)
+        state.dispatch_done = True
+
+
+class SessionUser(User):
+    """Closed loop with ``--turns``: a user holds one conversation after another."""
+
+    abstract = True  # user_classes_for makes it concrete
+
+    def on_start(self) -> None:
+        s = state.load()
+        self._client = make_client(s)
+        self._rng = random.Random(f"{s.seed}-{os.getpid()}-{id(self)}")
+
+    def on_stop(self) -> None:
+        self._client.close()
+
+    @task
+    def session(self) -> None:
+        run_session(self.environment, self._client, self._rng)
 
 
 _DIALECT_USERS: dict[str, type[ChatUser]] = {
@@ -264,6 +374,8 @@ def user_classes_for(s: LoadSettings) -> list[type[User]]:
     """The one user class these settings run."""
     if s.open_loop:
         return [type("OpenLoop", (OpenLoopUser,), {"abstract": False})]
+    if s.turns > 1:
+        return [type("Sessions", (SessionUser,), {"abstract": False})]
     base = _DIALECT_USERS.get(s.dialect, ChatUser)
     return [type(base.__name__, (base,), {"abstract": False})]
 

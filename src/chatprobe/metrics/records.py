@@ -1,8 +1,9 @@
 """Definitions and the per-request record: what each duration means, and what one request left.
 
-Definitions (see "Metric definitions" in the design; compatible with vLLM's
-and GuideLLM's). Every time stamp is ``time.perf_counter_ns()``; every
-duration below is in milliseconds.
+Definitions (specs/METRICS.md is their reference, versioned: :data:`METRIC_DEFINITIONS`,
+which summary.json carries; compatible with vLLM's and GuideLLM's, and how they
+differ from vLLM's is there too). Every time stamp is ``time.perf_counter_ns()``;
+every duration below is in milliseconds.
 
 - ``queue_delay`` = t_sent - t_scheduled (open loop only: the generator
   falling behind its plan; never hidden).
@@ -10,12 +11,27 @@ duration below is in milliseconds.
 - ``ttft`` = first token-bearing event (non-empty content, reasoning or
   tool-call delta) - t_sent; ``ttft_vllm`` = first event with a non-empty
   ``choices`` - t_sent (vLLM's variant: the role-only first chunk counts).
+  With a reasoning model TTFT is the first token *of any kind*: usually a
+  reasoning token.
+- ``ttfo`` (time to first output token) = first event carrying output (content
+  or a tool call) - t_sent; ``reasoning`` = ttfo - ttft, the reasoning phase as
+  the client saw it. Both only differ from TTFT for a stream that carried
+  reasoning deltas (``reasoning_content`` or ``reasoning``); without them ttfo =
+  ttft and there is no reasoning time.
 - ``e2e`` = last token-bearing event - t_sent (the usage chunk and the
   terminator are excluded). A non-stream request records the arrival of its
   complete body as its single token-bearing event, so ttft == e2e for it.
 - ``tpot`` = (e2e - ttft) / (output_tokens - 1); undefined for <= 1 token.
 - ``itl`` = every gap between successive token-bearing events, pooled over
-  requests (a request with k events contributes k - 1 gaps).
+  requests (a request with k events contributes k - 1 gaps). With reasoning,
+  ITL is measured on the output stream: from the first output token on (the
+  reasoning phase, and the gap from the last reasoning token to the first
+  output token, are not ITL; reasoning's own pace is in TPOT).
+- Reasoning tokens: ``usage.completion_tokens_details.reasoning_tokens`` when
+  the server sends it (source ``"usage"``), else the number of reasoning-only
+  events (``"events"``). ``output_tokens`` is the server's completion_tokens,
+  which counts reasoning tokens too (OpenAI's and vLLM's usage), so TPOT and
+  per-user tokens/s span reasoning and answer alike.
 - Per-user tokens/s, per request = (output_tokens - 1) / (e2e - ttft), i.e.
   1000 / tpot: the streaming speed a user sees once the first token is there.
   The first token is not in the numerator because it *starts* the interval.
@@ -35,6 +51,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
+# The version of the definitions above (specs/METRICS.md); summary.json carries it.
+METRIC_DEFINITIONS = "chatprobe metrics v2"
 NS_PER_MS = 1_000_000
 NS_PER_S = 1_000_000_000
 CHARS_PER_TOKEN = 4
@@ -45,6 +63,8 @@ _TOKEN_SOURCES: frozenset[str] = frozenset({"usage", "events", "estimate"})
 # Distribution names in a summary, each in milliseconds.
 LATENCY_METRICS: tuple[str, ...] = (
     "ttft_ms",
+    "ttfo_ms",
+    "reasoning_ms",
     "ttfb_ms",
     "ttft_vllm_ms",
     "e2e_ms",
@@ -109,6 +129,24 @@ class RequestRecord:
     error: str | None = None  # "http 500", "reset", "timeout", "stream.terminator_missing"…
     user_id: str | None = None
     worker_id: str | None = None
+    # Reasoning (None: the stream carried none): reasoning tokens, where the count came from,
+    # and the position in token_arrivals_ns of the first output event (None: no output came).
+    reasoning_tokens: int | None = None
+    reasoning_tokens_source: TokenSource | None = None
+    first_output_index: int | None = None
+    # Multi-turn sessions (--turns): the conversation, and this request's turn in it (1-based).
+    session_id: str | None = None
+    turn: int | None = None
+    # The workload (chatprobe.workload): the prompt length asked for (what the generator's
+    # counter counts for the messages sent) and the output cap sent; compared with usage.
+    requested_prompt_tokens: int | None = None
+    requested_output_tokens: int | None = None
+    # Shared prefixes (--prefix-groups): which one the prompt starts with, and the request's
+    # place among that prefix's requests in send order (1: the first; set after the run,
+    # metrics.workload.assign_prefix_positions, so the hot path only copies the group).
+    prefix_group: int | None = None
+    prefix_position: int | None = None
+    t_last_choices_ns: int | None = None  # last event with non-empty choices (vLLM's latency end)
 
     def add_token_event(self, t_ns: int) -> None:
         """Stamp one token-bearing event (call in arrival order)."""
@@ -129,6 +167,7 @@ class RequestRecord:
             t_first_byte_ns=move(self.t_first_byte_ns),
             t_first_token_ns=move(self.t_first_token_ns),
             t_first_choices_ns=move(self.t_first_choices_ns),
+            t_last_choices_ns=move(self.t_last_choices_ns),
             token_arrivals_ns=[t + offset_ns for t in self.token_arrivals_ns],
             t_end_ns=move(self.t_end_ns),
         )
@@ -145,6 +184,26 @@ class RequestRecord:
     @property
     def ttft_ms(self) -> float | None:
         return _ms(self.t_sent_ns, self.t_first_token_ns)
+
+    @property
+    def ttfo_ms(self) -> float | None:
+        """Time to the first output token (content or tool call); TTFT when no reasoning came."""
+        if self.reasoning_tokens is None:
+            return self.ttft_ms
+        index = self.first_output_index
+        if index is None or index >= len(self.token_arrivals_ns):
+            return None
+        return _ms(self.t_sent_ns, self.token_arrivals_ns[index])
+
+    @property
+    def reasoning_ms(self) -> float | None:
+        """TTFO - TTFT: the reasoning phase before the first output token (None: no reasoning)."""
+        if self.reasoning_tokens is None or self.t_first_token_ns is None:
+            return None
+        index = self.first_output_index
+        if index is None or index >= len(self.token_arrivals_ns):
+            return None
+        return (self.token_arrivals_ns[index] - self.t_first_token_ns) / NS_PER_MS
 
     @property
     def ttft_vllm_ms(self) -> float | None:
@@ -174,6 +233,8 @@ class RequestRecord:
     @property
     def itls_ms(self) -> list[float]:
         arr = self.token_arrivals_ns
+        if self.reasoning_tokens is not None:  # on the output stream only
+            arr = arr[self.first_output_index:] if self.first_output_index is not None else []
         return [(b - a) / NS_PER_MS for a, b in itertools.pairwise(arr)]
 
     @property
@@ -209,9 +270,10 @@ class RequestRecord:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> RequestRecord:
-        source = data.get("output_tokens_source")
-        if source is not None and source not in _TOKEN_SOURCES:
-            raise ValueError(f"unknown output_tokens_source {source!r}")
+        for name in ("output_tokens_source", "reasoning_tokens_source"):
+            source = data.get(name)
+            if source is not None and source not in _TOKEN_SOURCES:
+                raise ValueError(f"unknown {name} {source!r}")
         arrivals: list[int] = []
         t = int(data["t_sent_ns"])
         for gap in data.get("token_gaps_ns", ()):
@@ -241,6 +303,16 @@ _OPTIONAL_FIELDS: tuple[str, ...] = (
     "error",
     "user_id",
     "worker_id",
+    "reasoning_tokens",
+    "reasoning_tokens_source",
+    "first_output_index",
+    "session_id",
+    "turn",
+    "requested_prompt_tokens",
+    "requested_output_tokens",
+    "prefix_group",
+    "prefix_position",
+    "t_last_choices_ns",
 )
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, cast
 
 from chatprobe.metrics.records import LATENCY_METRICS, NS_PER_S, USER_RATE_METRIC, RequestRecord
@@ -53,6 +53,9 @@ class WindowAggregate:
         self.failed_by_reason: Counter[str] = Counter()
         self.output_tokens = 0
         self.token_sources: Counter[str] = Counter()
+        self.reasoning_requests = 0  # successful requests that reasoned (see RequestRecord.reasoning_tokens)
+        self.reasoning_tokens = 0
+        self.reasoning_sources: Counter[str] = Counter()
         self.dists: dict[str, ExactSamples | LogLinearHistogram] = {
             name: _new_distribution(kind) for name in (*LATENCY_METRICS, USER_RATE_METRIC)
         }
@@ -71,9 +74,15 @@ class WindowAggregate:
         if r.output_tokens is not None:
             self.output_tokens += r.output_tokens
         self.token_sources[r.output_tokens_source or "none"] += 1
+        if r.reasoning_tokens is not None:
+            self.reasoning_requests += 1
+            self.reasoning_tokens += r.reasoning_tokens
+            self.reasoning_sources[r.reasoning_tokens_source or "none"] += 1
         d = self.dists
         for name, value in (
             ("ttft_ms", r.ttft_ms),
+            ("ttfo_ms", r.ttfo_ms),
+            ("reasoning_ms", r.reasoning_ms),
             ("ttfb_ms", r.ttfb_ms),
             ("ttft_vllm_ms", r.ttft_vllm_ms),
             ("e2e_ms", r.e2e_ms),
@@ -93,6 +102,9 @@ class WindowAggregate:
         self.failed_by_reason.update(other.failed_by_reason)
         self.output_tokens += other.output_tokens
         self.token_sources.update(other.token_sources)
+        self.reasoning_requests += other.reasoning_requests
+        self.reasoning_tokens += other.reasoning_tokens
+        self.reasoning_sources.update(other.reasoning_sources)
         for name, dist in self.dists.items():
             dist.merge(other.dists[name])  # type: ignore[arg-type]  # same kind, checked above
 
@@ -107,6 +119,8 @@ class WindowAggregate:
             "failed_by_reason": dict(self.failed_by_reason),
             "output_tokens": self.output_tokens,
             "token_sources": dict(self.token_sources),
+            "reasoning": {"requests": self.reasoning_requests, "tokens": self.reasoning_tokens,
+                          "sources": dict(self.reasoning_sources)},
             "dists": {name: d.to_json() for name, d in self.dists.items()},
         }
 
@@ -118,6 +132,10 @@ class WindowAggregate:
         agg.failed_by_reason = Counter(data["failed_by_reason"])
         agg.output_tokens = data["output_tokens"]
         agg.token_sources = Counter(data["token_sources"])
+        reasoning = data.get("reasoning") or {}
+        agg.reasoning_requests = reasoning.get("requests", 0)
+        agg.reasoning_tokens = reasoning.get("tokens", 0)
+        agg.reasoning_sources = Counter(reasoning.get("sources", {}))
         for name, raw in data["dists"].items():
             agg.dists[name] = (
                 ExactSamples.from_json(raw)
@@ -142,6 +160,9 @@ class Summary:
     good: int
     distribution: DistributionKind
     slo_results: tuple[GateResult, ...] = ()
+    reasoning_requests: int = 0  # successful requests whose stream carried reasoning
+    reasoning_tokens: int = 0
+    reasoning_sources: dict[str, int] = field(default_factory=dict)  # such requests per token source
 
     @property
     def duration_s(self) -> float:
@@ -210,6 +231,11 @@ class Summary:
             },
             "latency_ms": {name: self.stats[name].to_json() for name in LATENCY_METRICS},
             "user_tokens_per_s": self.stats[USER_RATE_METRIC].to_json(),
+            "reasoning": {
+                "requests": self.reasoning_requests,
+                "tokens": self.reasoning_tokens,
+                "tokens_sources": dict(sorted(self.reasoning_sources.items())),
+            },
             "goodput": {"good": self.good, "per_s": self.goodput, "attainment": self.attainment},
             "slo": {
                 "passed": self.slos_passed,
@@ -248,6 +274,9 @@ def summary_from_aggregate(
         stats=stats,
         good=agg.good,
         distribution=agg.kind,
+        reasoning_requests=agg.reasoning_requests,
+        reasoning_tokens=agg.reasoning_tokens,
+        reasoning_sources=dict(agg.reasoning_sources),
     )
     # Gates read the finished summary, so they are evaluated on a first copy.
     return replace(summary, slo_results=tuple(g.evaluate(summary) for g in slos.gates))

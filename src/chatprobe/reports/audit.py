@@ -25,6 +25,23 @@ MARKDOWN_FILE = "audit.md"
 INTERRUPTED_TEXT = "INTERRUPTED: the audit was stopped (SIGINT / SIGTERM); targets not audited by then say so"
 COUNTS = ("pass", "fail", "warn", "unsupported", "n/a", "not-run")
 
+
+def _counts(targets: Sequence[Mapping[str, Any]]) -> tuple[str, ...]:
+    """The verdict columns: COUNTS, and accepted when a target has accepted failures (--accept)."""
+    accepted = any((t.get("summary") or {}).get("accepted") for t in targets)
+    return (*COUNTS, "accepted") if accepted else COUNTS
+
+
+def _was(change: Mapping[str, Any]) -> str:
+    return "absent" if change["was"] is None else str(change["was"])
+
+
+def acceptance_notes(target: Mapping[str, Any]) -> list[str]:
+    """A target's acceptances that need a look: stale ones (remove them) and expired ones."""
+    return [
+        f"{a['status']} acceptance {a['id']}: {a['detail']}" for a in target.get("acceptances") or () if a["status"] != "live"
+    ]
+
 _CSS = """<style>
 .matrix td,.matrix th{text-align:center;white-space:nowrap}.matrix td:first-child{text-align:left;white-space:normal}
 .matrix .v{min-width:5.5rem}.matrix tr.area th{text-align:left;background:#e9edf3}
@@ -84,18 +101,19 @@ def render_text(document: Mapping[str, Any]) -> str:
             lines.append(f"  {t['name']:<24} {t['status']}: {t['reason']}")
             continue
         s = t["summary"]
-        counts = "  ".join(f"{s[v]} {v}" for v in COUNTS)
+        counts = "  ".join(f"{s.get(v, 0)} {v}" for v in _counts(document["targets"]))
         missing = f"  must missing: {', '.join(t['must_missing'])}" if t["must_missing"] else ""
         lines.append(f"  {t['name']:<24} score {t['score']}%  {counts}{missing}")
         if t.get("load"):
             lines.append(f"  {'':<24} {_load_text(t['load'])}")
+        lines += [f"  {'':<24} {note}" for note in acceptance_notes(t)]
     comparison = document.get("comparison")
     if comparison:
         for c in comparison["targets"]:
             if c["regressions"] or c["fixes"]:
                 lines.append(f"  {c['name']}: {len(c['regressions'])} regression(s), {len(c['fixes'])} fix(es) since the baseline")
             for change in c["regressions"]:
-                lines.append(f"    regressed {change['check']}: {change['was']} -> {change['now']}")
+                lines.append(f"    regressed {change['check']}: {_was(change)} -> {change['now']}")
     if document["run"].get("interrupted"):
         lines.append(INTERRUPTED_TEXT)
     return "\n".join(lines)
@@ -134,9 +152,10 @@ def _th_targets(targets: Sequence[Mapping[str, Any]]) -> str:
 
 
 def _summary_html(targets: Sequence[Mapping[str, Any]]) -> str:
+    counts = _counts(targets)
     rows = [
         "<h2>Targets</h2><table><tr><th>target</th><th>status</th><th>dialect / model</th><th>score</th>"
-        + "".join(f"<th>{verdict_badge(v)}</th>" for v in COUNTS)
+        + "".join(f"<th>{verdict_badge(v)}</th>" for v in counts)
         + "<th>must-features missing</th><th>load probe</th></tr>"
     ]
     for t in targets:
@@ -149,10 +168,14 @@ def _summary_html(targets: Sequence[Mapping[str, Any]]) -> str:
             + (f" / <code>{escape(str(t['model']))}</code>" if t["model"] else "")
             + "</td>"
             f"<td>{'' if t['score'] is None else str(t['score']) + ' %'}</td>"
-            + "".join(f"<td>{s.get(v, '')}</td>" for v in COUNTS)
+            + "".join(f"<td>{s.get(v, '')}</td>" for v in counts)
             + f"<td>{escape(', '.join(t['must_missing'])) or ('none' if t['status'] == 'ok' else '')}</td>"
             f"<td>{escape(_load_text(t.get('load')))}</td></tr>"
         )
+        notes = acceptance_notes(t)
+        if notes:
+            rows.append(f'<tr><td colspan="{len(counts) + 6}">{verdict_badge("stale")} '
+                        + "<br>".join(escape(n) for n in notes) + "</td></tr>")
     rows.append("</table>")
     return "\n".join(rows)
 
@@ -248,7 +271,7 @@ def _comparison_html(comparison: Mapping[str, Any]) -> str:
     parts.append("<table><tr><th>target</th><th>status</th><th>regressions</th><th>fixes</th><th>other changes</th></tr>")
     for c in comparison["targets"]:
         def changes(items: Sequence[Mapping[str, str]]) -> str:
-            return "<br>".join(f"{escape(i['check'])}: {escape(i['was'])} → {escape(i['now'])}" for i in items)
+            return "<br>".join(f"{escape(i['check'])}: {escape(_was(i))} → {escape(i['now'])}" for i in items)
 
         status = c["status"] + (f" ({c['reason']})" if c.get("reason") else "")
         parts.append(
@@ -270,19 +293,23 @@ def render_markdown(document: Mapping[str, Any]) -> str:
     """For pasting into a ticket: summary, features, deviations in words, and the checks where targets differ."""
     targets = document["targets"]
     names = [_md(t["name"]) for t in targets]
+    counts = _counts(targets)
     out = ["# chatprobe compatibility audit", ""]
     if document["run"].get("interrupted"):
         out += [f"**{INTERRUPTED_TEXT}**", ""]
-    out += ["| target | status | dialect | score | " + " | ".join(COUNTS) + " | must-features missing |"]
-    out += ["|---|---|---|---|" + "---|" * len(COUNTS) + "---|"]
+    out += ["| target | status | dialect | score | " + " | ".join(counts) + " | must-features missing |"]
+    out += ["|---|---|---|---|" + "---|" * len(counts) + "---|"]
     for t in targets:
         s = t["summary"] or {}
         score = "" if t["score"] is None else f"{t['score']} %"
         out.append(
             f"| {_md(t['name'])} | {_md(_status_text(t))} | {_md(t['dialect'])} | {score} | "
-            + " | ".join(str(s.get(v, "")) for v in COUNTS)
+            + " | ".join(str(s.get(v, "")) for v in counts)
             + f" | {_md(', '.join(t['must_missing']))} |"
         )
+    notes = [(t["name"], note) for t in targets for note in acceptance_notes(t)]
+    if notes:
+        out += ["", *(f"- {_md(name)}: {_md(note)}" for name, note in notes)]
     probes = [(t["name"], _load_text(t.get("load"))) for t in targets if t.get("load")]
     if probes:
         out += ["", "Load probe: " + "; ".join(f"{_md(n)}: {_md(text)}" for n, text in probes)]
@@ -291,7 +318,7 @@ def render_markdown(document: Mapping[str, Any]) -> str:
         for c in document["comparison"]["targets"]:
             for kind in ("regressions", "fixes"):
                 for change in c[kind]:
-                    out.append(f"- {_md(c['name'])}: {kind[:-1] if kind == 'fixes' else 'regression'} `{change['check']}` {change['was']} → {change['now']}")
+                    out.append(f"- {_md(c['name'])}: {kind[:-1] if kind == 'fixes' else 'regression'} `{change['check']}` {_was(change)} → {change['now']}")
         if out[-1] == "":
             out.append("none")
     ok = [t for t in targets if t["status"] == "ok"]

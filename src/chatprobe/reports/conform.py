@@ -17,8 +17,10 @@ from chatprobe.rules import describe
 
 FINDINGS_FILE = "findings.json"
 HTML_FILE = "findings.html"
-VERDICT_ORDER = ("fail", "not-run", "warn", "unsupported", "n/a", "pass")
-SUMMARY_VERDICTS = ("pass", "fail", "warn", "unsupported", "n/a", "not-run")
+VERDICT_ORDER = ("fail", "not-run", "accepted", "warn", "unsupported", "n/a", "pass")
+SUMMARY_VERDICTS = ("pass", "fail", "warn", "unsupported", "n/a", "not-run", "accepted")
+# Shown only when some check has them.
+_OPTIONAL_VERDICTS = ("not-run", "accepted")
 
 
 def write_findings_json(document: Mapping[str, Any], report_dir: Path) -> Path:
@@ -55,7 +57,8 @@ def _cause_lines(cause: Mapping[str, Any], width: int) -> list[str]:
         return text if len(text) <= width else text[: width - 1] + "…"
 
     first = cause["first"]
-    lines = [cut(f"  {cause['id']} {cause['severity']:<7} {cause['rule']}: {cause['symptom']}")]
+    severity = "accepted" if cause.get("accepted") else cause["severity"]
+    lines = [cut(f"  {cause['id']} {severity:<7} {cause['rule']}: {cause['symptom']}")]
     exchange = cause.get("exchange")
     where = f"first in {first['check'].split('/')[-1]}"
     if exchange:
@@ -87,13 +90,33 @@ def _cause_lines(cause: Mapping[str, Any], width: int) -> list[str]:
         more.append(f"{len(cause['not_run'])} check(s) not run")
     if more:
         lines.append(cut(f"      also: {', '.join(more)}"))
-    if cause.get("reproducer"):
+    if cause.get("accepted"):
+        lines.append(cut(f"      accepted by: {', '.join(cause.get('accepted_by') or ())}"))
+    elif cause.get("reproducer"):
         lines.append(f"      reproduce: {cause['reproducer']}")
     return lines
 
 
 def _counts_line(summary: Mapping[str, Any]) -> str:
-    return "  ".join(f"{summary.get(v, 0)} {v}" for v in SUMMARY_VERDICTS if v != "not-run" or summary.get(v))
+    return "  ".join(f"{summary.get(v, 0)} {v}" for v in SUMMARY_VERDICTS if v not in _OPTIONAL_VERDICTS or summary.get(v))
+
+
+def acceptance_lines(document: Mapping[str, Any], width: int = 120) -> list[str]:
+    """The run's acceptances, for a console or a text file: each live one with the checks it
+    names and its reason; each stale one (remove it) and each expired one (its failures count again)."""
+    def cut(text: str) -> str:
+        return text if len(text) <= width else text[: width - 1] + "…"
+
+    lines = []
+    for a in document.get("acceptances") or ():
+        until = f", until {a['expires']}" if a.get("expires") and a["status"] != "expired" else ""
+        head = f"  {a['status'].upper():<8} {a['id']} ({a['source']}{until})"
+        if a["status"] == "live":
+            names = ", ".join(c.split("::", 1)[-1] for c in a["checks"])
+            lines += [cut(f"{head}: {len(a['checks'])} check(s): {names}"), cut(f"           reason: {a['reason']}")]
+        else:
+            lines += [cut(head), cut(f"           {a['detail']}")]
+    return lines
 
 
 def _sorted_checks(document: Mapping[str, Any]) -> list[Mapping[str, Any]]:
@@ -106,19 +129,27 @@ def render_table(document: Mapping[str, Any], *, width: int = 120) -> str:
     and reproducer), then one line per check that did not pass, then the counts."""
     lines = []
     causes = root_causes(document)
-    errors = [c for c in causes if c["severity"] == "error"]
+    errors = [c for c in causes if c["severity"] == "error" and not c.get("accepted")]
+    accepted = [c for c in causes if c["severity"] == "error" and c.get("accepted")]
     warnings = [c for c in causes if c["severity"] != "error"]
-    for title, group in (("root cause", errors), ("warning", warnings)):
+    for title, group in (("root cause", errors), ("accepted root cause", accepted), ("warning", warnings)):
         if group:
             lines.append(f"{len(group)} {title}{'s' if len(group) != 1 else ''}:")
             for cause in group:
                 lines += _cause_lines(cause, width)
-    # Failing checks are listed under their root causes; the others that did not pass follow,
-    # except checks not run (counted under the cause that stopped the run).
+    acceptances = acceptance_lines(document, width)
+    if acceptances:
+        lines.append("acceptances (--accept):")
+        lines += acceptances
+    # Failing checks are listed under their root causes, accepted ones under their acceptances;
+    # the others that did not pass follow, except checks not run (counted under the cause that
+    # stopped the run).
     listed = [
         c
         for c in _sorted_checks(document)
-        if c["verdict"] not in ("pass", "not-run") and not (c["verdict"] == "fail" and c.get("root_causes"))
+        if c["verdict"] not in ("pass", "not-run")
+        and not (c["verdict"] in ("fail", "accepted") and c.get("root_causes"))
+        and not (c["verdict"] == "accepted" and acceptances)
     ]
     if causes and listed:
         lines.append("other checks:")
@@ -135,6 +166,10 @@ def render_table(document: Mapping[str, Any], *, width: int = 120) -> str:
         lines.append(line if len(line) <= width else line[: width - 1] + "…")
     summary = document["summary"]
     lines.append(f"{summary['total']} checks: {_counts_line(summary)}; {len(errors)} root cause(s) of failure")
+    strict = (document["run"].get("accept") or {}).get("strict")
+    stale = [a for a in document.get("acceptances") or () if a["status"] == "stale"]
+    if stale:
+        lines.append(f"{len(stale)} stale acceptance(s){': the run fails (--strict-accept)' if strict else ''}")
     for note in document.get("notes") or ():
         lines.append(f"note: {note}")
     if document.get("state") == "running":
@@ -158,6 +193,7 @@ def render_html(document: Mapping[str, Any]) -> str:
         + "</tr><tr>"
         + "".join(f"<td>{summary.get(v, 0)}</td>" for v in VERDICT_ORDER)
         + "</tr></table>",
+        *_acceptances_html(document),
         *_causes_html(document),
         *(f"<p class=\"meta\">note: {escape(note)}</p>" for note in document.get("notes") or ()),
         "<h2>Checks</h2><table><tr><th>verdict</th><th>check</th><th>rules</th><th>time</th></tr>",
@@ -174,6 +210,9 @@ def render_html(document: Mapping[str, Any]) -> str:
         if check["verdict"] in ("pass", "n/a"):
             continue
         parts.append(f"<h2 id=\"{escape(check['id'])}\">{verdict_badge(check['verdict'])} {escape(check['area'])}::{escape(check['name'])}</h2>")
+        if (check.get("acceptance") or {}).get("status") == "expired":
+            parts.append("".join(f"<p>{verdict_badge('expired')} acceptance <code>{escape(a['id'])}</code> expired on "
+                                 f"{escape(str(a['expires']))}: the failure counts again</p>" for a in check["acceptance"]["entries"]))
         if check.get("reason"):
             parts.append(f"<pre>{escape(check['reason'])}</pre>")
         for finding in check["findings"]:
@@ -193,20 +232,43 @@ def _state_html(document: Mapping[str, Any]) -> list[str]:
     return []
 
 
+def _acceptances_html(document: Mapping[str, Any]) -> list[str]:
+    """The run's acceptances: each with its status (live, stale, expired), reason, expiry and checks."""
+    acceptances = document.get("acceptances")
+    if acceptances is None:
+        return []
+    strict = (document["run"].get("accept") or {}).get("strict")
+    stale = sum(1 for a in acceptances if a["status"] == "stale")
+    parts = ["<h2>Accepted deviations</h2>",
+             f"<p>{len(acceptances)} acceptance(s) from {escape(', '.join((document['run'].get('accept') or {}).get('files', [])))}; "
+             f"{stale} stale{' (the run fails: --strict-accept)' if strict and stale else ''}.</p>"]
+    rows = [
+        f"<tr><td>{verdict_badge(a['status'])}</td><td><code>{escape(a['id'])}</code><br><small>{escape(a['source'])}</small></td>"
+        f"<td>{escape(a['reason'])}</td><td>{escape(str(a.get('expires') or '—'))}</td><td>{escape(a['detail'])}"
+        + ("<br>" + "<br>".join(f'<a href="#{escape(c)}">{escape(c)}</a>' for c in a["checks"][:200]) if a["checks"] else "")
+        + "</td></tr>"
+        for a in acceptances
+    ]
+    parts.append("<table><tr><th>status</th><th>id</th><th>reason</th><th>expires</th><th>checks</th></tr>" + "".join(rows) + "</table>")
+    return parts
+
+
 def _causes_html(document: Mapping[str, Any]) -> list[str]:
     causes = root_causes(document)
     if not causes:
         return []
-    errors = sum(1 for c in causes if c["severity"] == "error")
-    parts = [f"<h2>Root causes</h2><p>{errors} root cause(s) of failure, {len(causes) - errors} of warnings. "
+    errors = sum(1 for c in causes if c["severity"] == "error" and not c.get("accepted"))
+    accepted = sum(1 for c in causes if c["severity"] == "error" and c.get("accepted"))
+    parts = [f"<h2>Root causes</h2><p>{errors} root cause(s) of failure, {accepted} accepted, {len(causes) - errors - accepted} of warnings. "
              "Each is one fault however many checks it broke; the checks, consequences and checks not run "
              "are listed under it.</p>"]
     for cause in causes:
         evidence = cause.get("evidence") or {}
         exchange = cause.get("exchange")
         first = cause["first"]
+        badge = f" {verdict_badge('accepted')} by {escape(', '.join(cause.get('accepted_by') or ()))}" if cause.get("accepted") else ""
         parts.append(
-            f'<h3 id="{escape(cause["id"])}">{escape(cause["id"])} <b>{escape(cause["severity"])}</b> '
+            f'<h3 id="{escape(cause["id"])}">{escape(cause["id"])} <b>{escape(cause["severity"])}</b>{badge} '
             f"<code>{escape(cause['rule'])}</code>: {escape(cause['symptom'])}</h3>"
             f"<p><small>{escape(cause.get('description', ''))}</small></p>"
             f"<p>document: {escape(cause.get('section') or '—')}</p>"

@@ -112,6 +112,7 @@ RECORDS_HEADER = (
     "scheduled_ms", "sent_ms", "first_byte_ms", "first_token_ms", "end_ms",
     "queue_delay_ms", "ttfb_ms", "ttft_ms", "ttft_vllm_ms", "e2e_ms", "tpot_ms",
     "output_tokens", "output_tokens_source", "prompt_tokens", "token_events",
+    "ttfo_ms", "reasoning_ms", "reasoning_tokens", "session_id", "turn",
 )
 
 
@@ -141,6 +142,7 @@ def render_records(summary: Mapping[str, Any], records: Iterable[RequestRecord])
             _cell(r.e2e_ms), _cell(r.tpot_ms),
             _cell(r.output_tokens), _cell(r.output_tokens_source), _cell(r.prompt_tokens),
             _cell(len(r.token_arrivals_ns)),
+            _cell(r.ttfo_ms), _cell(r.reasoning_ms), _cell(r.reasoning_tokens), _text(r.session_id), _cell(r.turn),
         ])
     return _render(RECORDS_HEADER, rows)
 

@@ -5,6 +5,8 @@
                                   secrets scrubbed first (chatprobe.redact)
     remove_stale(dir, names, dirs) a run's outputs from an earlier run, removed before the run starts
                                   (a run that fails or is interrupted then leaves none of them)
+    append_text(path, text)       appended to a file another writes too (a CI's job summary), in
+                                  one write; secrets scrubbed first
 """
 
 from __future__ import annotations
@@ -30,6 +32,21 @@ def write_text(path: Path, text: str, *, newline: str | None = None) -> Path:
     finally:
         with contextlib.suppress(FileNotFoundError):
             partial.unlink()
+    return path
+
+
+def append_text(path: Path, text: str) -> Path:
+    """``text`` appended to ``path`` (created if absent) in one write call: for a file that is
+    not ours alone, such as ``$GITHUB_STEP_SUMMARY``, which cannot be replaced whole."""
+    data = redact.scrub(text).encode("utf-8")
+    path = Path(path)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+    finally:
+        os.close(fd)
     return path
 
 

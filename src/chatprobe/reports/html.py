@@ -15,6 +15,7 @@ pre{background:#f5f7fa;padding:.5rem;overflow-x:auto;white-space:pre-wrap;word-b
 .v{display:inline-block;min-width:6.5rem;padding:0 .4rem;border-radius:3px;font-weight:600;text-align:center}
 .v-pass{background:#dcf5e3;color:#14622f}.v-fail{background:#fbdcdc;color:#8a1616}.v-warn{background:#fdf0cf;color:#7a5400}
 .v-unsupported{background:#e4e8f7;color:#2f3f86}.v-na{background:#eeeeee;color:#555}
+.v-accepted,.v-live{background:#e6e0f5;color:#4a2d86}.v-stale{background:#fdf0cf;color:#7a5400}.v-expired{background:#fbdcdc;color:#8a1616}
 details{margin:.4rem 0 1rem 0}summary{cursor:pointer}
 """
 

@@ -7,6 +7,11 @@ report``), so a CI job can regenerate it from an archived findings.json:
 per check (classname and name from the pytest node id), the
 ``chatprobe_verdict`` property on each, ``<failure>`` for fail and
 ``<skipped>`` for unsupported / n/a, as the chatprobe pytest plugin maps them.
+An accepted failure (``--accept``) is ``<skipped type="pytest.xfail">``, as pytest
+writes the expected failure the plugin makes of it: shown by every JUnit viewer,
+failing no build (a passed case with a property would hide it), its message the
+acceptance's reason, its text the failure. Stale and expired acceptances are suite
+properties; with ``--strict-accept`` a stale one is a failed case ``chatprobe::accept``.
 What the JSON does not hold (the host name, file:line of a skip) is left out.
 """
 
@@ -60,13 +65,16 @@ def render_junit(document: Mapping[str, Any]) -> str:
     checks = document["checks"]
     run = document["run"]
     causes = {c["id"]: c for c in root_causes(document)}
-    failures = sum(1 for c in checks if c["verdict"] == "fail")
-    skipped = sum(1 for c in checks if c["verdict"] in _SKIPPED)
+    acceptances = document.get("acceptances") or []
+    strict_stale = [a for a in acceptances if a["status"] == "stale"] if (run.get("accept") or {}).get("strict") else []
+    failures = sum(1 for c in checks if c["verdict"] == "fail") + bool(strict_stale)
+    skipped = sum(1 for c in checks if c["verdict"] in (*_SKIPPED, "accepted"))
     interrupted = document.get("state") == "interrupted"
     suites = ET.Element("testsuites", name="pytest tests")
     suite = ET.SubElement(suites, "testsuite", {
         "name": "pytest", "errors": "1" if interrupted else "0", "failures": str(failures),
-        "skipped": str(skipped), "tests": str(len(checks) + interrupted), "time": f"{run['duration_s']:.3f}",
+        "skipped": str(skipped), "tests": str(len(checks) + interrupted + bool(strict_stale)),
+        "time": f"{run['duration_s']:.3f}",
         "timestamp": datetime.fromtimestamp(run["started_unix"], UTC).isoformat(),
     })
     suite_properties = ET.SubElement(suite, "properties")
@@ -76,12 +84,20 @@ def render_junit(document: Mapping[str, Any]) -> str:
         case = ET.SubElement(suite, "testcase", classname="chatprobe", name="run", time="0.000")
         ET.SubElement(case, "error", message="interrupted (SIGINT / SIGTERM): the checks after this point did not run")
     for cause in causes.values():
+        severity = "accepted" if cause.get("accepted") else cause["severity"]
         ET.SubElement(
             suite_properties,
             "property",
             name=f"chatprobe_root_cause_{cause['id']}",
-            value=_xml_text(f"{cause['severity']} {cause['rule']}: {cause['symptom']}"[:500]),
+            value=_xml_text(f"{severity} {cause['rule']}: {cause['symptom']}"[:500]),
         )
+    for n, a in enumerate((a for a in acceptances if a["status"] != "live"), 1):
+        ET.SubElement(suite_properties, "property", name=f"chatprobe_acceptance_{a['status']}_{n}",
+                      value=_xml_text(f"{a['id']} ({a['source']}): {a['detail']}"[:500]))
+    if strict_stale:  # --strict-accept: the stale acceptances fail the run
+        case = ET.SubElement(suite, "testcase", classname="chatprobe", name="accept", time="0.000")
+        text = "\n".join(f"{a['id']} ({a['source']}): {a['detail']}" for a in strict_stale)
+        ET.SubElement(case, "failure", message=_xml_text(f"{len(strict_stale)} stale acceptance(s) (--strict-accept)")).text = _xml_text(text)
     for check in checks:
         classname, name = _names(check["id"])
         case = ET.SubElement(suite, "testcase", classname=_xml_text(classname), name=_xml_text(name),
@@ -99,6 +115,15 @@ def render_junit(document: Mapping[str, Any]) -> str:
             )
             failure = ET.SubElement(case, "failure", message=_xml_text(message))
             failure.text = _xml_text("\n\n".join([*(_cause_text(c) for c in lead), reason]))
+        elif check["verdict"] == "accepted":
+            entries = (check.get("acceptance") or {}).get("entries") or []
+            for entry in entries:
+                ET.SubElement(properties, "property", name="chatprobe_acceptance", value=_xml_text(f"{entry['id']} ({entry['source']})"))
+            lead = [causes[c] for c in check.get("root_causes", []) if c in causes]
+            message = _xml_text(reason[:1000] or "accepted")
+            ET.SubElement(case, "skipped", type="pytest.xfail", message=message).text = _xml_text(
+                "\n\n".join([reason, *(_cause_text(c) for c in lead)])
+            )
         elif check["verdict"] == "not-run":
             text = f"not-run: {reason}"
             ET.SubElement(case, "skipped", type="chatprobe.not_run", message=_xml_text(text)).text = _xml_text(text)

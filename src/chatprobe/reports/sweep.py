@@ -16,8 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from chatprobe.metrics import Gate
+from chatprobe.reports.compare import sweep_comparison_html
 from chatprobe.reports.files import write_text
 from chatprobe.reports.html import num, page, table, verdict_badge
+from chatprobe.reports.serverside import sweep_server_html
 from chatprobe.reports.svg import line_chart
 
 __all__ = ["answer_sentence", "describe_gate", "render", "write_report"]
@@ -122,6 +124,9 @@ def render(doc: dict[str, Any]) -> str:
         parts.append(f"<p>Baseline (one user): TTFT p50 {_n(lat['ttft_ms']['p50'])} ms, E2E p50"
                      f" {_n(lat['e2e_ms']['p50'])} ms, {_n(base['throughput_rps'], 2)} requests/s.</p>")
 
+    if doc.get("comparison"):
+        parts.extend(sweep_comparison_html(doc["comparison"]))
+
     xlabel = "concurrent users" if mode == "concurrency" else "offered rate (requests/s)"
     tp_x, tp = _curve(levels, mode, lambda lv: lv["throughput_rps"])
     parts.append("<h2>Curves</h2>")
@@ -145,6 +150,7 @@ def render(doc: dict[str, Any]) -> str:
     parts.append(line_chart([("attainment", tp_x, att), ("error rate", tp_x, err)],
                             "Attainment and errors vs load", xlabel, "fraction"))
 
+    parts.extend(sweep_server_html(doc))  # the server's own signals at each level
     parts.append("<h2>Levels (in the order measured)</h2>")
     rows = []
     for i, lv in enumerate(levels, 1):

@@ -9,7 +9,9 @@ Routes (one port, every dialect):
   ``POST /_inference/{id}/_stream`` — elastic-completion (``?timeout=``);
 * ``POST /api/v1/chat/completions`` — adaptive;
 * control plane (never behind the API key: it is the harness's, not the
-  dialect's): ``GET /_chatprobe/health``, ``GET`` / ``DELETE /_chatprobe/truth``.
+  dialect's): ``GET /_chatprobe/health``, ``GET`` / ``DELETE /_chatprobe/truth``;
+  ``GET /metrics``: Prometheus text in vLLM's names (server/metrics.py; as
+  vLLM's, not behind the API key).
 
 With an API key every dialect route requires ``Authorization: Bearer KEY``
 (Elastic routes also take ``ApiKey KEY``).
@@ -59,7 +61,8 @@ from chatprobe.server import chunks, faults, generate, validate
 from chatprobe.server.chunks import CHUNK, ERROR, HUGE, RESET, STALL, TRUNCATE, Item
 from chatprobe.server.faults import FaultHooks
 from chatprobe.server.generate import DEFAULT_MAX_OUTPUT_TOKENS, Plan
-from chatprobe.server.latency import DEFAULT_MAX_OPEN, Capacity, Schedule
+from chatprobe.server.latency import DEFAULT_MAX_OPEN, Capacity, Schedule, reasoning_tokens
+from chatprobe.server.metrics import CONTENT_TYPE, ServerMetrics
 from chatprobe.server.truth import TruthLog, TruthRecord
 from chatprobe.server.validate import RequestError
 from chatprobe.server.wire import Encoder
@@ -98,6 +101,12 @@ class ServerOptions:
     max_output_tokens: int = DEFAULT_MAX_OUTPUT_TOKENS
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     max_concurrent_streams: int = DEFAULT_MAX_OPEN
+    # Reasoning mode (openai, atoma): each answer is preceded by reasoning_ms of reasoning deltas
+    # in this field (latency.py: the answer's first token is due reasoning_ms after token 0).
+    reasoning_ms: float = 0.0
+    reasoning_field: str = "reasoning_content"
+    # A tokenizer.json or model directory: usage counted with it (server/tokens.py); None: words.
+    tokenizer: str | None = None
     # The process is the server's own (chatprobe serve): keep the garbage collector
     # to young objects (see ReferenceApp._freeze_young). Never in a test's thread server.
     freeze_gc: bool = False
@@ -159,6 +168,7 @@ class ReferenceApp:
         for hooks in self.hooks.values():
             hooks.active = lambda: self.capacity.active
         self.truth = TruthLog(options.truth_records)
+        self.metrics = ServerMetrics(options.model, self.capacity)
         self.closing = False
         self._tasks: set[asyncio.Task[Any]] = set()
         self._body_bytes = 0  # bytes of request bodies being read, all requests
@@ -167,6 +177,13 @@ class ReferenceApp:
         self.ttft_ns = int(options.ttft_ms * 1_000_000)
         self.itl_ns = int(options.itl_ms * 1_000_000)
         self.jitter_ns = int(options.jitter_ms * 1_000_000)
+        self.reasoning_ns = int(options.reasoning_ms * 1_000_000)
+        self.reasoning_tokens = reasoning_tokens(self.reasoning_ns, self.itl_ns)
+        self.tokenizer = None
+        if options.tokenizer:
+            from chatprobe.server.tokens import ServerTokenizer
+
+            self.tokenizer = ServerTokenizer(options.tokenizer)
 
     def close(self) -> None:
         """Shutdown: end every request now (the process is about to exit). A request not
@@ -220,6 +237,9 @@ class ReferenceApp:
         headers = dict(scope["headers"])
         if path.startswith("/_chatprobe/"):
             await self._control(path, method, receive, send)
+            return
+        if path == "/metrics" and method == "GET":
+            await _send_whole(send, 200, CONTENT_TYPE, self.metrics.exposition())
             return
         route = _route(path)
         if route is None and "unknown-path-200" in self.options.faults:
@@ -307,7 +327,9 @@ class ReferenceApp:
         plan = generate.make_plan(
             body, dialect=dialect, model=model or params.get("inference_id") or self.options.model,
             server_seed=self.options.seed, created=int(time.time()), quirks=hooks.quirks,
-            max_output_tokens=self.options.max_output_tokens)
+            max_output_tokens=self.options.max_output_tokens,
+            reasoning_tokens=self.reasoning_tokens, reasoning_field=self.options.reasoning_field,
+            tokenizer=self.tokenizer)
         stream = dialect.startswith("elastic") or body.get("stream") is True
         request = {"tool_choice": body.get("tool_choice")}  # all the fault hooks read of it
         del body
@@ -392,12 +414,15 @@ class ReferenceApp:
         await self.capacity.acquire()
         try:
             record.started_ns = time.perf_counter_ns()
+            answer_step = plan.choices[0].reasoning if plan.reasoning_field is not None and plan.choices else 0
+            record.reasoning_tokens = sum(c.reasoning for c in plan.choices)
             schedule = Schedule(record.started_ns, self.ttft_ns, self.itl_ns, self.jitter_ns,
-                                self.capacity, plan.choices[0].token_count if plan.choices else 0)
+                                self.capacity, plan.choices[0].token_count if plan.choices else 0,
+                                answer_step, self.reasoning_ns)
             if stream:
                 items = hooks.items(chunks.stream_items(plan, dialect, hooks.sequential), plan, request)
-                await self._stream(receive, send, hooks, items, record, schedule,
-                                   response_headers)
+                answered = await self._stream(receive, send, hooks, items, record, schedule,
+                                              response_headers, answer_step)
             else:
                 last = max((c.token_count for c in plan.choices), default=1)
                 due = schedule.due(max(last - 1, 0))
@@ -408,7 +433,11 @@ class ReferenceApp:
                 skeleton = skeleton._replace(body=hooks.response(skeleton.body, request))
                 record.status = 200
                 await _send_parts(send, receive, chunks.body_parts(skeleton), response_headers)
+                answered = True
             record.finished_ns = time.perf_counter_ns()
+            if answered:
+                self.metrics.finished(record, plan.prompt_tokens, record.tokens if stream else plan.completion_tokens,
+                                      plan.choices[0].finish_reason if plan.choices else "stop")
         except _ResetConnection:
             record.finished_ns = time.perf_counter_ns()
         finally:
@@ -416,7 +445,10 @@ class ReferenceApp:
 
     async def _stream(self, receive: Receive, send: Send, hooks: FaultHooks,
                       items: Iterator[Item], record: TruthRecord, schedule: Schedule,
-                      headers: list[tuple[bytes, bytes]]) -> None:
+                      headers: list[tuple[bytes, bytes]], answer_step: int = 0) -> bool:
+        """Write the stream's items at their due times; True when written to its end (not cut
+        by a fault, not left by the client). ``answer_step`` > 0 (reasoning): the
+        step of the answer's first token, whose write time the truth keeps (first_output_ns)."""
         record.status = 200
         await send({"type": "http.response.start", "status": 200,
                     "headers": [(b"content-type", hooks.stream_content_type), *_SSE_HEADERS,
@@ -429,22 +461,27 @@ class ReferenceApp:
         if start:
             out.append(start)
         pending_tokens = 0
+        answer_pending = False
 
         truth = self.truth
 
         async def flush() -> None:
-            nonlocal pending_tokens
+            nonlocal pending_tokens, answer_pending
             if not out:
                 return
             written = time.perf_counter_ns()
             if pending_tokens:
                 truth.stamp(record, written, pending_tokens)
                 pending_tokens = 0
+            if answer_pending:
+                record.first_output_ns = written
+                answer_pending = False
             data = b"".join(out)
             out.clear()
             for piece in split(data):
                 await send({"type": "http.response.body", "body": piece, "more_body": True})
 
+        whole = True
         try:
             step = -1
             for item in items:
@@ -455,19 +492,22 @@ class ReferenceApp:
                         await flush()
                         await asyncio.sleep(delay / 1e9)
                         if disconnect.event.is_set():
-                            return
+                            return False
                     elif len(out) >= MAX_BATCH_EVENTS:
                         await flush()
                         await asyncio.sleep(0)
                         if disconnect.event.is_set():
-                            return
+                            return False
                 kind = item.kind
                 if kind <= ERROR:
                     out.append(encoder.encode(item))
                     pending_tokens += item.token
+                    if answer_step and item.token and item.step >= answer_step and record.first_output_ns is None:
+                        answer_pending = True
                 elif kind == TRUNCATE:
                     event = encoder.encode(item._replace(kind=CHUNK))
                     out.append(event[: len(event) // 2])
+                    whole = False
                     break
                 elif kind == RESET:
                     await flush()
@@ -475,13 +515,14 @@ class ReferenceApp:
                 elif kind == STALL:
                     await flush()
                     await disconnect.event.wait()
-                    return
+                    return False
                 elif kind == HUGE:
                     await flush()
                     self.truth.stamp(record, time.perf_counter_ns())
                     await _huge_event(send, encoder.encode(item._replace(kind=CHUNK)))
             await flush()
             await send({"type": "http.response.body", "body": b"", "more_body": False})
+            return whole
         finally:
             disconnect.close()
 

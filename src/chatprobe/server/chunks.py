@@ -51,9 +51,14 @@ def _logprob_entry(lp: TokenLogprob) -> dict[str, Any]:
     }
 
 
-def _choice_deltas(choice: ChoicePlan) -> Iterator[tuple[dict[str, Any], dict[str, Any] | None]]:
-    """(delta, logprobs) per token of one choice, role on the first."""
+def _choice_deltas(choice: ChoicePlan, reasoning_field: str | None = None,
+                   ) -> Iterator[tuple[dict[str, Any], dict[str, Any] | None]]:
+    """(delta, logprobs) per token of one choice, role on the first; its reasoning first."""
     first = True
+    if reasoning_field is not None:
+        for token in choice.reasoning_tokens():
+            yield ({"role": "assistant", reasoning_field: token} if first else {reasoning_field: token}), None
+            first = False
     entries = choice.logprobs()
     for token in choice.tokens():
         delta: dict[str, Any] = {"role": "assistant", "content": token} if first else {"content": token}
@@ -121,7 +126,7 @@ def stream_items(plan: Plan, dialect: str, sequential: bool = False) -> Iterator
         yield from _completion_items(plan)
         return
     factory = ChunkFactory(plan, dialect)
-    iterators = [(c, _choice_deltas(c), c.token_count) for c in plan.choices]
+    iterators = [(c, _choice_deltas(c, plan.reasoning_field), c.token_count) for c in plan.choices]
     last_step = max((max(count - 1, 0) for _, _, count in iterators), default=0)
     if sequential:
         for position in range(len(iterators)):
@@ -225,6 +230,8 @@ def response_body(plan: Plan, dialect: str) -> Skeleton:
         message: dict[str, Any] = {"role": "assistant",
                                    "content": None if c.tool_calls else content,
                                    "refusal": None}
+        if plan.reasoning_field is not None:
+            message[plan.reasoning_field] = "".join(c.reasoning_tokens())
         if c.tool_calls:
             message["tool_calls"] = [
                 {"id": t.id, "type": "function", "function": {"name": t.name, "arguments": t.arguments}}

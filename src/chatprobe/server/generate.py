@@ -47,6 +47,18 @@ Rules a test can rely on (they are the server's documented behaviour):
   a real model would).
 * **prompt_tokens** = 3 + sum over messages of (4 + number of
   whitespace-separated words in the message's text content).
+* **Tokenizer** (``serve --tokenizer PATH``): prompt_tokens is counted with that
+  tokenizer and its chat template, and the pseudo text is made of its one-token
+  words (no ``.``), so a reply's text tokenizes to the tokens it counts
+  (:mod:`chatprobe.server.tokens`).
+* **Reasoning** (``serve --reasoning-ms``; openai and atoma): every choice first
+  streams ``reasoning`` pseudo tokens as reasoning deltas (in the field
+  ``--reasoning-field``, ``reasoning_content`` as vLLM and DeepSeek send it, or
+  ``reasoning``), then its answer. Reasoning tokens count against the output cap,
+  as a reasoning model's do (``max_tokens`` bounds reasoning and answer together;
+  with ``ignore_eos`` the answer is ``max_tokens`` minus the reasoning), and are in
+  ``usage.completion_tokens`` and ``usage.completion_tokens_details.reasoning_tokens``;
+  a non-stream answer carries them as ``message.<field>``.
 """
 
 from __future__ import annotations
@@ -118,6 +130,7 @@ class Text:
     json_text: str | None = None
     count: int = 0
     last: str | None = None
+    vocab: tuple[str, ...] | None = None  # serve --tokenizer: one-token words (server.tokens)
 
     def natural(self) -> Iterator[str]:
         if self.json_text is not None:
@@ -130,7 +143,7 @@ class Text:
         rng = Random(self.seed)
         rng.getrandbits(64)  # the message id
         rng.randrange(33)  # the natural length
-        yield from _pseudo_tokens(rng, self.pseudo, first)
+        yield from _pseudo_tokens(rng, self.pseudo, first, self.vocab)
 
     def natural_count(self) -> int:
         if self.json_text is not None:
@@ -156,10 +169,15 @@ class ChoicePlan:
     finish_reason: str
     top_logprobs: int | None  # None: no logprobs requested
     message_id: str  # adaptive: message.id / completion_id
+    reasoning: int = 0  # reasoning tokens streamed before the answer (serve --reasoning-ms)
 
     @property
     def token_count(self) -> int:
-        return max(self.text.count, 0) + sum(c.piece_count for c in self.tool_calls)
+        return self.reasoning + max(self.text.count, 0) + sum(c.piece_count for c in self.tool_calls)
+
+    def reasoning_tokens(self) -> Iterator[str]:
+        """The reasoning's pseudo tokens (the same for the same request)."""
+        return _pseudo_tokens(Random(f"reasoning-{self.text.seed}"), self.reasoning, True, self.text.vocab)
 
     @property
     def content(self) -> str:
@@ -185,18 +203,22 @@ class Plan:
     include_usage: bool
     session_id: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    reasoning_field: str | None = None  # the delta / message field of the reasoning (None: no reasoning)
 
     @property
     def completion_tokens(self) -> int:
         return sum(c.token_count for c in self.choices)
 
-    def usage(self) -> dict[str, int]:
+    def usage(self) -> dict[str, Any]:
         completion = self.completion_tokens
-        return {
+        usage: dict[str, Any] = {
             "prompt_tokens": self.prompt_tokens,
             "completion_tokens": completion,
             "total_tokens": self.prompt_tokens + completion,
         }
+        if self.reasoning_field is not None:
+            usage["completion_tokens_details"] = {"reasoning_tokens": sum(c.reasoning for c in self.choices)}
+        return usage
 
 
 @dataclass(slots=True)
@@ -271,7 +293,12 @@ def _pieces(text: str, size: int = ARGUMENT_PIECE_CHARS) -> Iterator[str]:
     return (text[i : i + size] for i in range(0, len(text), size))
 
 
-def _pseudo_tokens(rng: Random, count: int, first: bool) -> Iterator[str]:
+def _pseudo_tokens(rng: Random, count: int, first: bool, vocab: tuple[str, ...] | None = None) -> Iterator[str]:
+    if vocab is not None:  # a tokenizer's one-token words: no "." (it could merge with a word)
+        for i in range(count):
+            word = vocab[rng.randrange(len(vocab))]
+            yield word if first and i == 0 else " " + word
+        return
     for i in range(count):
         word = VOCABULARY[rng.randrange(len(VOCABULARY))]
         if i % 9 == 8:
@@ -490,7 +517,13 @@ def _logprobs(rng: Random, tokens: Iterator[str], top: int) -> Iterator[TokenLog
 def make_plan(
     body: dict[str, Any], *, dialect: str, model: str, server_seed: int, created: int,
     quirks: Quirks, max_output_tokens: int = DEFAULT_MAX_OUTPUT_TOKENS,
+    reasoning_tokens: int = 0, reasoning_field: str = "reasoning_content",
+    tokenizer: Any = None,
 ) -> Plan:
+    """The answer to ``body``. ``reasoning_tokens`` > 0 (openai and atoma only): each choice
+    reasons that many tokens first (fewer when the output cap leaves less room), in
+    ``reasoning_field``. ``tokenizer`` (a :class:`chatprobe.server.tokens.ServerTokenizer`,
+    ``serve --tokenizer``) counts the prompt and gives the pseudo text's words."""
     seed = request_seed(body, server_seed)
     prefix = "chatcmpl-" if dialect != "elastic-completion" else "cmpl-"
     plan_id = prefix + f"{seed:016x}"
@@ -520,15 +553,19 @@ def make_plan(
     echo_count = sum(1 for _ in _WORD_PIECES.finditer(echo))
     chosen_tools = _chosen_tools(body, quirks)
     budget = Budget()
-    limit = max(max_output_tokens, 0)
+    reasoning = max(reasoning_tokens, 0) if dialect in ("openai", "atoma") else 0
     length = "stop" if quirks.length_as_stop else "length"
     choices: list[ChoicePlan] = []
     for index in range(n):
+        # Reasoning comes out of the same output cap: the answer gets what it leaves.
+        thought = min(reasoning, max(max_output_tokens, 0), *(() if max_tokens is None else (max(max_tokens, 0),)))
+        limit = max(max_output_tokens, 0) - thought
+        cap = None if max_tokens is None else max_tokens - thought
         choice_seed = seed + 1000003 * (index + 1)
         crng = Random(choice_seed)
         message_id = f"{crng.getrandbits(64):016x}"
         tool_calls: list[ToolCallPlan] = []
-        text = Text(choice_seed)
+        text = Text(choice_seed, vocab=tokenizer.pieces if tokenizer is not None else None)
         finish = "stop"
         if chosen_tools:
             for tool in chosen_tools:
@@ -546,28 +583,30 @@ def make_plan(
                 count = 16 + crng.randrange(33)
                 if _is_int(body.get("min_tokens")):
                     count = max(count, body["min_tokens"] - echo_count)
-                if body.get("ignore_eos") is True and max_tokens is not None:
-                    count = max_tokens - echo_count
+                if body.get("ignore_eos") is True and cap is not None:
+                    count = cap - echo_count
                 # never more pseudo tokens than a choice may send (the output cap)
                 text.echo, text.pseudo = echo, min(max(count, 0), limit)
             natural = text.natural_count()
             text.count = natural
             # At exactly max_tokens the end-of-text token would be token max_tokens + 1,
             # which is never generated: a real server reports length (as vLLM does).
-            if max_tokens is not None and (natural >= max_tokens or body.get("ignore_eos") is True):
+            if cap is not None and (natural >= cap or body.get("ignore_eos") is True):
                 # natural[:max_tokens], a negative cap included (cap-below-min-accepted)
-                text.count = min(natural, max_tokens) if max_tokens >= 0 else max(natural + max_tokens, 0)
+                text.count = min(natural, cap) if cap >= 0 else max(natural + cap, 0)
                 finish = length
             if text.count > limit:  # the server's own cap (a long echo, or a fault ignoring max_tokens)
                 text.count, finish = limit, length
             if stops and json_text is None and _cut_at_stop(text, stops, quirks):
                 finish = "stop"
-        choices.append(ChoicePlan(index, text, tool_calls, finish, top_logprobs, message_id))
+        choices.append(ChoicePlan(index, text, tool_calls, finish, top_logprobs, message_id, thought))
     options = body.get("stream_options")
     include_usage = isinstance(options, dict) and options.get("include_usage") is True
     session = body.get("session_id")
     session_id = session if isinstance(session, str) else _uuid_from(seed)
-    return Plan(plan_id, created, model, prompt_tokens(body), choices, include_usage, session_id)
+    prompt = tokenizer.prompt_tokens(body) if tokenizer is not None else prompt_tokens(body)
+    return Plan(plan_id, created, model, prompt, choices, include_usage, session_id,
+                reasoning_field=reasoning_field if reasoning else None)
 
 
 def _uuid_from(seed: int) -> str:

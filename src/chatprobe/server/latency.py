@@ -24,6 +24,12 @@ Formulas (all times in ms; a later issue computes capacity from them):
   read, queued or generating, streamed or not; one more is refused at once
   with 429 and ``Retry-After: 1``. This is the server's own safety limit, not
   part of the model: it bounds what any number of clients can make it hold.
+* Reasoning (``--reasoning-ms R``, openai and atoma): a response first streams
+  ``ceil(R / itl_ms)`` reasoning tokens (one when ``itl_ms`` is 0; at most
+  :data:`MAX_REASONING_TOKENS`, and never more than the output cap), token 0
+  due as above and each next one ITL later; the answer's first token is due at
+  ``start + ttft_ms + R`` exactly (plus its jitter), so time to first output
+  token - time to first token = R. The answer's tokens then follow at the ITL.
 * ``Uk`` is uniform in ``[0, jitter_ms)``, drawn from a generator seeded by
   the server's ``--seed`` and the request; due times never go backwards.
 * Writes follow the due times within the event loop's timer resolution
@@ -46,6 +52,16 @@ import time
 from random import Random
 
 DEFAULT_MAX_OPEN = 1024  # serve --max-concurrent-streams
+MAX_REASONING_TOKENS = 4096  # per choice, whatever --reasoning-ms and --itl-ms ask
+
+
+def reasoning_tokens(reasoning_ns: int, itl_ns: int) -> int:
+    """Reasoning tokens that fill ``reasoning_ns`` at one per ``itl_ns`` (0: no reasoning)."""
+    if reasoning_ns <= 0:
+        return 0
+    if itl_ns <= 0:
+        return 1
+    return min(-(-reasoning_ns // itl_ns), MAX_REASONING_TOKENS)
 
 
 class Capacity:
@@ -71,6 +87,11 @@ class Capacity:
 
     def leave(self) -> None:
         self.open -= 1
+
+    @property
+    def queued(self) -> int:
+        """Requests waiting for a slot."""
+        return len(self._waiters)
 
     def full(self) -> bool:
         """Every slot busy and the queue at ``max_queue``: refuse rather than wait."""
@@ -114,15 +135,20 @@ class Capacity:
 class Schedule:
     """Absolute due times (perf_counter_ns) for the tokens of one response."""
 
-    __slots__ = ("_base", "_capacity", "_due", "_itl_ns", "_jitter_ns", "_rng", "_step")
+    __slots__ = ("_answer_ns", "_answer_step", "_base", "_capacity", "_due", "_itl_ns", "_jitter_ns",
+                 "_rng", "_step")
 
     def __init__(self, start_ns: int, ttft_ns: int, itl_ns: int, jitter_ns: int,
-                 capacity: Capacity, seed: int) -> None:
+                 capacity: Capacity, seed: int, answer_step: int = 0, reasoning_ns: int = 0) -> None:
         self._itl_ns = itl_ns
         self._jitter_ns = jitter_ns
         self._capacity = capacity
         self._rng = Random(seed) if jitter_ns else None
         self._base = start_ns + ttft_ns
+        # With reasoning: step answer_step (the answer's first token) is due reasoning_ns
+        # after token 0's base, not an ITL after the last reasoning token.
+        self._answer_step = answer_step
+        self._answer_ns = self._base + reasoning_ns
         self._step = 0
         self._due = self._base + self._jitter()
 
@@ -133,7 +159,10 @@ class Schedule:
         """Due time of token ``step``; steps must be asked in non-decreasing order."""
         while self._step < step:
             self._step += 1
-            self._base += self._itl_ns + self._capacity.extra_itl_ns()
+            if self._step == self._answer_step:
+                self._base = max(self._answer_ns, self._base)
+            else:
+                self._base += self._itl_ns + self._capacity.extra_itl_ns()
             self._due = max(self._due, self._base + self._jitter())
         return self._due
 

@@ -4,7 +4,7 @@ Both context managers take the options of ``chatprobe serve`` as keyword
 arguments (``faults=[...]``, ``ttft_ms``, ``itl_ms``, ``jitter_ms``,
 ``max_concurrency``, ``max_queue``, ``itl_per_active_ms``, ``api_key``, ``seed``,
 ``truth_records``, ``model``, ``host``, ``max_output_tokens``, ``max_body_bytes``,
-``max_concurrent_streams``) and yield the base URL
+``max_concurrent_streams``, ``reasoning_ms``, ``reasoning_field``, ``tokenizer``) and yield the base URL
 ``http://127.0.0.1:PORT``.
 """
 
@@ -48,6 +48,9 @@ def build_options(**options: Any) -> ServerOptions:
     unknown = sorted(set(options) - known)
     if unknown:
         raise UsageError(f"unknown server option(s): {', '.join(unknown)}")
+    if options.get("reasoning_field", "reasoning_content") not in ("reasoning_content", "reasoning"):
+        raise UsageError(f"the reasoning field must be reasoning_content or reasoning, "
+                         f"got {options['reasoning_field']!r}")
     return ServerOptions(faults=faults, **options)
 
 
@@ -235,6 +238,10 @@ def serve_argv(**options: Any) -> list[str]:
             "--model", opts.model, "--max-output-tokens", str(opts.max_output_tokens),
             "--max-body-bytes", str(opts.max_body_bytes),
             "--max-concurrent-streams", str(opts.max_concurrent_streams)]
+    if opts.reasoning_ms:
+        argv += ["--reasoning-ms", str(opts.reasoning_ms), "--reasoning-field", opts.reasoning_field]
+    if opts.tokenizer:
+        argv += ["--tokenizer", opts.tokenizer]
     if opts.max_concurrency is not None:
         argv += ["--max-concurrency", str(opts.max_concurrency)]
     if opts.max_queue is not None:

@@ -4,7 +4,9 @@ Times are ``time.perf_counter_ns()`` (CLOCK_MONOTONIC on Linux: comparable
 across processes on one machine). Per request: when it was received (its first
 bytes off the socket, see runner.StampingProtocol), when it
 got a generation slot, when each token event was written (a batch written in
-one send shares one time) and when the response finished. Records are keyed
+one send shares one time), with reasoning (``serve --reasoning-ms``) when the
+answer's first token was written (``first_output_ns``; reasoning tokens are
+token events too), and when the response finished. Records are keyed
 by the client's ``X-Request-Id`` header, else the response id, and kept in a
 ring of the last N requests.
 
@@ -41,13 +43,19 @@ class TruthRecord:
     stream: bool = False
     tokens: int = 0  # every token written (token_ns keeps the first STAMPS_PER_RECORD)
     held: bool = False  # in the log (its stamps count against MAX_STAMPS)
+    reasoning_tokens: int = 0  # of them, reasoning (serve --reasoning-ms)
+    first_output_ns: int | None = None  # with reasoning: when the answer's first token was written
 
     def to_json(self) -> dict[str, Any]:
         return {"request_id": self.key, "path": self.path, "dialect": self.dialect,
                 "status": self.status, "stream": self.stream, "received_ns": self.received_ns,
                 "started_ns": self.started_ns, "token_ns": self.token_ns.tolist(),
                 "first_token_ns": self.token_ns[0] if self.token_ns else None,
-                "finished_ns": self.finished_ns, "tokens": self.tokens}
+                "finished_ns": self.finished_ns, "tokens": self.tokens,
+                "reasoning_tokens": self.reasoning_tokens,
+                # the answer's first token (after the reasoning); without reasoning the first token
+                "first_output_ns": self.first_output_ns if self.reasoning_tokens
+                else (self.token_ns[0] if self.token_ns else None)}
 
 
 class TruthLog:
