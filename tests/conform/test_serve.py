@@ -80,6 +80,7 @@ def test_served_app_answers_and_is_stopped(tmp_path: Path, monkeypatch: pytest.M
     assert _gone(pid)
 
 
+@pytest.mark.slow
 def test_served_command_gets_its_port_and_its_group_is_stopped(tmp_path: Path) -> None:
     """{port} and {host} in the command, PORT in its environment; the server's own child
     (same process group) dies with it."""
@@ -108,6 +109,7 @@ def test_a_command_that_exits_is_one_error_with_its_output(tmp_path: Path) -> No
     assert not _running_with(str(tmp_path))
 
 
+@pytest.mark.slow
 def test_a_server_never_ready_is_stopped_at_its_deadline(tmp_path: Path) -> None:
     command = f"{sys.executable} -c \"import time; print('loading', flush=True); time.sleep(60)\" {{port}} {tmp_path}"
     with pytest.raises(UsageError) as caught, served(command_server(command, timeout_s=0.5)):
@@ -116,6 +118,7 @@ def test_a_server_never_ready_is_stopped_at_its_deadline(tmp_path: Path) -> None
     _poll("the server stopped", lambda: not _running_with(str(tmp_path)))
 
 
+@pytest.mark.slow
 def test_readiness_by_path_waits_for_a_2xx(tmp_path: Path) -> None:
     """Listening is not enough when a ready path is given: a 404 there is "not ready"."""
     command = f"{sys.executable} -m http.server --bind {{host}} {{port}} --directory {tmp_path}"
@@ -184,6 +187,7 @@ def project(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytes
         ("", [], {}, "None None"),
     ],
 )
+@pytest.mark.slow
 def test_the_server_under_test_is_chosen_by_level(
     project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, ini: str, cli: list[str], env: dict[str, str], expected: str
 ) -> None:
@@ -196,6 +200,7 @@ def test_the_server_under_test_is_chosen_by_level(
     result.stdout.fnmatch_lines([f"*CHOSEN {expected}"])
 
 
+@pytest.mark.slow
 def test_two_servers_at_one_level_is_a_usage_error(project: pytest.Pytester) -> None:
     project.makeini("[pytest]\nchatprobe_serve_app = tiny_app:app\nchatprobe_target = http://127.0.0.1:9\n")
     project.makepyfile(SHOW)
@@ -246,12 +251,14 @@ def test_a_broken_app_stops_the_session_with_one_clear_error(project: pytest.Pyt
     assert not _running_with(str(project.path))
 
 
+@pytest.mark.slow
 def test_a_bad_suites_area_is_a_usage_error(project: pytest.Pytester) -> None:
     result = project.runpytest_subprocess(*PLUGIN, "--chatprobe-suites", "basics,nonsense")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*chatprobe: chatprobe suites: unknown area(s) nonsense; give all, or some of basics*"])
 
 
+@pytest.mark.slow
 def test_explicit_paths_run_without_the_suites(project: pytest.Pytester) -> None:
     """``pytest tests/x.py`` runs what it names, even with ``chatprobe_suites`` in the ini file;
     with the option on the command line the suites are collected too (without paths: the

@@ -56,6 +56,7 @@ def test_with_a_tokenizer_every_length_is_exactly_the_one_requested(model_dir: P
     assert doc["vllm"]["completed"] == doc["summary"]["requests"]["ok"]
 
 
+@pytest.mark.slow
 def test_without_a_tokenizer_the_report_says_approximate(tmp_path: Path) -> None:
     proc = run_load(["--prompt-tokens", "uniform:10:60", "--max-tokens", "uniform:3:9", "--users", "2",
                      "--duration", "1", *FAST_SERVER], tmp_path)
@@ -102,6 +103,7 @@ def _sharegpt(path: Path, n: int) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_a_sharegpt_dataset_with_its_reply_lengths(tmp_path: Path) -> None:
     data = _sharegpt(tmp_path / "sg.json", 40)
     with spawn_server(ttft_ms=2, itl_ms=0.5) as url:

@@ -119,6 +119,7 @@ def test_multi_turn_sessions_closed_loop(paced_server: str, tmp_path: Path) -> N
     assert "sessions: 3 turns each" in proc.stdout and "turn   2:" in proc.stdout
 
 
+@pytest.mark.slow
 def test_multi_turn_sessions_open_loop(paced_server: str, tmp_path: Path) -> None:
     proc = run_load(["--target", paced_server, "--rate", "10", "--duration", "1.5", "--turns", "2",
                      "--think-time", "0.01", *QUICK], tmp_path)
