@@ -364,6 +364,7 @@ def test_own_assert(chatprobe_check):
 '''
 
 
+@pytest.mark.slow
 def test_the_plugin_honours_the_accept_file(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
     """`pytest` with the ini key chatprobe_accept: accepted failures are expected failures
     (xfailed), the rest fail as before; a check id that names no test of a collected module is

@@ -31,6 +31,7 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return bpe_model_dir(tmp_path_factory.mktemp("tiny-model"))
 
 
+@pytest.mark.slow
 def test_with_a_tokenizer_every_length_is_exactly_the_one_requested(model_dir: Path, tmp_path: Path) -> None:
     """The must-show: the reference server started with the same tokenizer reports, for every
     request of a distribution run, the prompt and output lengths that were asked for."""
@@ -68,6 +69,7 @@ def test_without_a_tokenizer_the_report_says_approximate(tmp_path: Path) -> None
     assert "approximate (words)" in (tmp_path / "report.html").read_text(encoding="utf-8")
 
 
+@pytest.mark.slow
 def test_shared_prefixes_report_ttft_per_position(model_dir: Path, tmp_path: Path) -> None:
     proc = run_load(["--tokenizer", str(model_dir), "--prefix-groups", "3", "--prefix-tokens", "64",
                      "--prompt-tokens", "uniform:30:60", "--max-tokens", "4", "--users", "3", "--duration", "1.5",
