@@ -31,6 +31,9 @@ import sys as _early_sys
 # quietly as an interrupted run (130), never with a KeyboardInterrupt traceback.
 _early_signal.signal(_early_signal.SIGINT, lambda *_: _early_sys.exit(130))
 _early_signal.signal(_early_signal.SIGTERM, lambda *_: _early_sys.exit(130))
+# `chatprobe load` starts this process with both signals blocked (children.spawn's
+# hold_signals), so one sent before the lines above ran waits for them: unblock it now.
+_early_signal.pthread_sigmask(_early_signal.SIG_UNBLOCK, {_early_signal.SIGINT, _early_signal.SIGTERM})
 
 import argparse
 import json
@@ -196,7 +199,7 @@ def run_main(s: LoadSettings) -> int:
         for _ in range(local):
             # chatprobe.children: each worker dies with this master, however it dies.
             workers.append(children.spawn([sys.executable, __file__, "--worker", "--master-port", str(port)],
-                                          env=dict(os.environ)))
+                                          env=dict(os.environ), hold_signals=(signal.SIGINT, signal.SIGTERM)))
         expected = local + s.expect_workers
         if s.expect_workers:
             sys.stderr.write(f"chatprobe load: master on {bind_host}:{port} waiting for "

@@ -275,3 +275,36 @@ def test_sweep_that_measured_nothing_exits_1_with_one_line(tmp_path: Path) -> No
     assert proc.returncode == 1, proc.stderr
     assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr, proc.stderr
     assert proc.stderr.startswith("chatprobe sweep: error: no level measured anything"), proc.stderr
+
+
+# --------------------------------------------------------------------------- signals at start-up
+
+_SLOW_STARTER = """
+import signal, sys, time
+time.sleep(0.5)  # the interpreter still starting: no handler of ours yet
+signal.signal(signal.SIGINT, lambda *_: sys.exit(130))
+signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+time.sleep(10)
+sys.exit(0)
+"""
+
+
+@pytest.mark.parametrize("held", [True, False], ids=["held", "not-held"])
+def test_a_signal_during_start_up_waits_for_the_childs_handler(held: bool) -> None:
+    """children.spawn(hold_signals=...): a SIGINT sent before the child installed its handler stays
+    pending until it unblocks it (exit 130, no traceback); without it, Python's default handler
+    meets it (the KeyboardInterrupt traceback the generator used to print)."""
+    from chatprobe import children
+
+    child = children.spawn([sys.executable, "-c", _SLOW_STARTER], stderr=subprocess.PIPE,
+                           hold_signals=(signal.SIGINT,) if held else ())
+    try:
+        time.sleep(0.1)
+        children.signal_group(child, signal.SIGINT)
+        _, err = child.communicate(timeout=20)
+    finally:
+        children.stop(child, 0.0)
+    if held:
+        assert child.returncode == 130 and b"Traceback" not in err, err
+    else:
+        assert child.returncode != 130 and b"KeyboardInterrupt" in err, err

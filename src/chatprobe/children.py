@@ -100,10 +100,13 @@ def python_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     return env
 
 
-def _arm(parent: int, cpus: frozenset[int] | None) -> Callable[[], None]:
-    """What the child runs between fork and exec: die with ``parent``, optionally pinned."""
+def _arm(parent: int, cpus: frozenset[int] | None, held: frozenset[int] = frozenset()) -> Callable[[], None]:
+    """What the child runs between fork and exec: die with ``parent``, optionally pinned, and
+    the ``held`` signals blocked (the mask survives exec: they stay pending until it unblocks them)."""
 
     def preexec() -> None:
+        if held:
+            signal.pthread_sigmask(signal.SIG_BLOCK, held)
         if _prctl is not None:
             _prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
             if os.getppid() != parent:  # the parent died before the signal was armed
@@ -114,9 +117,14 @@ def _arm(parent: int, cpus: frozenset[int] | None) -> Callable[[], None]:
     return preexec
 
 
-def spawn(argv: Sequence[str], *, cpus: set[int] | None = None, **popen: Any) -> subprocess.Popen[Any]:
+def spawn(argv: Sequence[str], *, cpus: set[int] | None = None, hold_signals: Sequence[int] = (),
+          **popen: Any) -> subprocess.Popen[Any]:
     """``subprocess.Popen(argv, **popen)`` in a process group of its own, killed when we die
-    (module docstring); ``cpus`` pins it. Raises KeyboardInterrupt once we were interrupted."""
+    (module docstring); ``cpus`` pins it. ``hold_signals`` start blocked in the child, for a
+    child that installs its handlers first thing and then unblocks them (``loadtests/run.py``):
+    a signal sent while the interpreter is still starting waits for its handler instead of
+    meeting Python's default one (a KeyboardInterrupt traceback). Raises KeyboardInterrupt once
+    we were interrupted."""
     if _interrupted:
         raise KeyboardInterrupt
     for owned in ("process_group", "start_new_session", "preexec_fn"):
@@ -124,7 +132,8 @@ def spawn(argv: Sequence[str], *, cpus: set[int] | None = None, **popen: Any) ->
             raise TypeError(f"children.spawn sets {owned} itself")
     # subprocess.Popen looked up now: under gevent (the Locust master) it is gevent's.
     child: subprocess.Popen[Any] = subprocess.Popen(
-        list(argv), process_group=0, preexec_fn=_arm(os.getpid(), frozenset(cpus) if cpus else None), **popen
+        list(argv), process_group=0, preexec_fn=_arm(os.getpid(), frozenset(cpus) if cpus else None, frozenset(hold_signals)),
+        **popen
     )
     _live[child.pid] = child
     return child

@@ -383,7 +383,8 @@ def run_generator(s: LoadSettings, cpus: set[int] | None, extra_args: list[str] 
     script = data_dir("loadtests") / "run.py"
     # A process group of its own (chatprobe.children): Ctrl-C reaches only us, and we forward
     # it once, so the generator stops cleanly and writes what it measured; a second one kills it.
-    child = children.spawn([sys.executable, str(script), *(extra_args or [])], env=env, cpus=cpus)
+    child = children.spawn([sys.executable, str(script), *(extra_args or [])], env=env, cpus=cpus,
+                           hold_signals=(signal.SIGINT, signal.SIGTERM))
     signals = [0]
 
     def forward(signum: int, frame: FrameType | None) -> None:
