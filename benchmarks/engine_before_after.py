@@ -25,49 +25,24 @@ ratio after/before (the ratio taken inside one round, so both sides saw the same
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
-import subprocess
 import sys
-import tempfile
 from pathlib import Path
-from typing import Any
 
 import httpx
-from load_cost import ACC_TTFT_MS, TOKENS, _errors, _pct, _truth, acc_typical, fast_server
-
-from chatprobe.metrics import RequestRecord
+from load_cost import (
+    ACC_TTFT_MS,
+    TOKENS,
+    _errors,
+    _pct,
+    _truth,
+    acc_chatprobe,
+    acc_typical,
+    fast_server,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def run_load(checkout: Path, python: str, url: str, users: int, duration: float,
-             warmup: float) -> tuple[dict[str, Any], list[tuple[int, int | None, str]]]:
-    """``chatprobe load`` of one checkout, its generator on CPU 0."""
-    env = {**os.environ, "PYTHONPATH": str(checkout / "src")}
-    with tempfile.TemporaryDirectory() as out:
-        proc = subprocess.run(
-            ["taskset", "-c", "0", python, "-m", "chatprobe", "load", "--target", url,
-             "--users", str(users), "--spawn-rate", str(max(users / 2, 1)), "--duration", str(duration),
-             "--warmup", str(warmup), "--max-tokens", str(TOKENS), "--ignore-eos", "--no-progress",
-             "--report-dir", out],
-            env=env, check=False, capture_output=True, text=True, timeout=duration + 180,
-        )
-        summary = Path(out) / "summary.json"
-        if not summary.is_file():
-            raise RuntimeError(f"{checkout}: chatprobe load wrote no summary: {proc.stderr[-1500:]}")
-        doc = json.loads(summary.read_text())
-        with open(Path(out) / "records.jsonl") as f:
-            records = [RequestRecord.from_json(json.loads(line)) for line in f]
-    s = doc["summary"]
-    local = next(p for p in doc["health"]["processes"] if p["role"] == "local")
-    tokens_per_s = s["throughput"]["output_tokens_per_s"] or 0.0
-    gen_cpu_s = (local["cpu_percent_mean"] or 0.0) / 100 * doc["run"]["measured_s"]
-    pairs = [(r.t_sent_ns, r.t_first_token_ns, r.request_id) for r in records if r.ok]
-    return {"tokens_per_s": tokens_per_s, "cpu_percent": local["cpu_percent_mean"],
-            "tokens_per_core_s": tokens_per_s * s["window"]["duration_s"] / gen_cpu_s if gen_cpu_s else 0.0,
-            "trust": "ok" if doc["health"]["trustworthy"] else "SAT"}, pairs
 
 
 def main() -> None:
@@ -103,7 +78,7 @@ def main() -> None:
                         checkout, python = ((args.before, str(before_python)) if client == "before"
                                             else (Path(also[client]), sys.executable) if client in also
                                             else (ROOT, sys.executable))
-                        r, pairs = run_load(checkout, python, url, users, args.duration, args.warmup)
+                        r, pairs = acc_chatprobe(url, users, args.duration, args.warmup, python, checkout)
                     errs, _itls, _send, _deliver = _errors(pairs, _truth(url), int(args.warmup * 1e9))
                     row = {"tpc": r["tokens_per_core_s"], "p50": _pct(errs, 50), "p99": _pct(errs, 99)}
                     rows.setdefault((client, users), []).append(row)

@@ -171,15 +171,20 @@ def _errors(pairs: list[tuple[int, int | None, str]], truth: dict[str, dict[str,
     return m.ttft_error_ms, m.server_itl_ms, m.send_ms, m.delivery_ms
 
 
-def acc_chatprobe(url: str, users: int, duration: float, warmup: float) -> tuple[dict[str, Any], list[tuple[int, int | None, str]]]:
+def acc_chatprobe(url: str, users: int, duration: float, warmup: float, python: str = sys.executable,
+                  checkout: Path = ROOT) -> tuple[dict[str, Any], list[tuple[int, int | None, str]]]:
+    """``chatprobe load`` of ``checkout`` (run by ``python``), its generator on CPU 0."""
+    env = {**os.environ, "PYTHONPATH": str(checkout / "src")}
     with tempfile.TemporaryDirectory() as out:
-        subprocess.run(
-            ["taskset", "-c", "0", sys.executable, "-m", "chatprobe", "load", "--target", url,
+        proc = subprocess.run(
+            ["taskset", "-c", "0", python, "-m", "chatprobe", "load", "--target", url,
              "--users", str(users), "--spawn-rate", str(max(users / 2, 1)), "--duration", str(duration),
              "--warmup", str(warmup), "--max-tokens", str(TOKENS), "--ignore-eos", "--no-progress",
              "--report-dir", out],
-            env=_env(), check=False, capture_output=True, timeout=duration + 120,
+            env=env, check=False, capture_output=True, text=True, timeout=duration + 180,
         )
+        if not (Path(out) / "summary.json").is_file():
+            raise RuntimeError(f"{checkout}: chatprobe load wrote no summary: {proc.stderr[-1500:]}")
         doc = json.loads((Path(out) / "summary.json").read_text())
         with open(Path(out) / "records.jsonl") as f:
             records = [RequestRecord.from_json(json.loads(line)) for line in f]

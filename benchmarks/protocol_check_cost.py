@@ -86,13 +86,11 @@ def bare(streams: list[list[bytes]]) -> int:
 def measure_generator(seconds: float) -> float:
     """Tokens/s per core of `chatprobe load` at 128 streams against the fast server (one run)."""
     import os
-    import sys
 
-    from engine_before_after import ROOT, run_load
-    from load_cost import fast_server
+    from load_cost import acc_chatprobe, fast_server
     cpus = sorted(os.sched_getaffinity(0))
     with fast_server(cpus[-1], 50, 5) as (url, _child):
-        r, _pairs = run_load(ROOT, sys.executable, url, 128, seconds, 2.0)
+        r, _pairs = acc_chatprobe(url, 128, seconds, 2.0)
     return float(r["tokens_per_core_s"])
 
 

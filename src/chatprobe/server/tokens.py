@@ -26,6 +26,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from chatprobe.errors import UsageError
+from chatprobe.server.generate import message_text
 
 __all__ = ["ServerTokenizer"]
 
@@ -45,17 +46,6 @@ def _read(path: str, what: str) -> str:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError:
         raise UsageError(f"--tokenizer {path}: {what} is not UTF-8") from None
-
-
-def _text(message: Any) -> str:
-    if not isinstance(message, dict):
-        return ""
-    content = message.get("content")
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return " ".join(p["text"] for p in content if isinstance(p, dict) and isinstance(p.get("text"), str))
-    return ""
 
 
 class ServerTokenizer:
@@ -157,4 +147,4 @@ class ServerTokenizer:
                 rendered = None  # a conversation the template refuses: counted without it
             if rendered is not None:
                 return self.count(rendered)
-        return sum(self.count(_text(m)) for m in messages)
+        return sum(self.count(message_text(m)) for m in messages)
