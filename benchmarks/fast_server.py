@@ -11,6 +11,14 @@ at to find its own limit. This server keeps only what the benchmark needs:
   event at TTFT, one content event every ITL after it (``max_tokens`` of them;
   EOS is never chosen), then the finish chunk, the usage chunk (when
   ``stream_options.include_usage``) and ``[DONE]``, chunked transfer encoding;
+* ``POST /v1/messages`` and ``POST /v1/responses`` with ``"stream": true``: the
+  reference server's typed events (chatprobe.server.typed) for a text answer
+  cut at its cap (``max_tokens`` / ``max_output_tokens``): the opening events
+  (``message_start``; ``response.created``, ``response.in_progress``) with the
+  headers, the first token with its block's / item's opening events, one delta
+  event every ITL, the closing events with the last (Messages: ``message_delta``
+  ``max_tokens`` and ``message_stop``; Responses: the ``.done`` events and
+  ``response.incomplete``, every event numbered by ``sequence_number``);
 * the garbage collector kept to young objects (see ``_freeze_young``);
 * ``GET`` / ``DELETE /_chatprobe/truth`` and ``GET /_chatprobe/health`` with
   the reference server's truth-record format (keyed by ``X-Request-Id``):
@@ -63,16 +71,19 @@ def _response(status: int, body: bytes, content_type: bytes, extra: bytes = b"")
 
 
 class Stream:
-    __slots__ = ("frames", "record", "remaining", "tail", "transport", "word")
+    __slots__ = ("frames", "record", "remaining", "seq", "tail", "transport", "word")
 
     def __init__(self, transport: asyncio.Transport, frames: list[bytes], tail: bytes,
-                 tokens: int, record: dict[str, Any]) -> None:
+                 tokens: int, record: dict[str, Any], seq: int = -1) -> None:
         self.transport = transport
         self.frames = frames  # frames[0]: role + first token; then one per word
         self.tail = tail  # finish chunk, usage, [DONE], end of chunked body
         self.remaining = tokens
         self.word = 0
         self.record = record
+        # openai-responses: the next delta's sequence_number (frames[1:] are then event data
+        # with one %d for it, chunked as they are written); -1: frames are ready to write
+        self.seq = seq
 
 
 class Server:
@@ -122,6 +133,9 @@ class Server:
             else:
                 frame = stream.frames[stream.word]
                 stream.word = stream.word % (len(stream.frames) - 1) + 1
+                if stream.seq >= 0:
+                    frame = _chunked(frame % stream.seq)
+                    stream.seq += 1
             if stream.remaining <= 0:
                 transport.write(frame + stream.tail)
                 record["finished_ns"] = clock()
@@ -148,6 +162,8 @@ class Server:
             transport.write(_response(200, orjson.dumps({"cleared": cleared}), b"application/json"))
         elif path == b"/v1/chat/completions" and method == b"POST":
             self.chat(transport, headers, body, received_ns)
+        elif path in TYPED_PATHS and method == b"POST":
+            self.typed(transport, headers, body, received_ns, TYPED_PATHS[path])
         else:
             transport.write(_response(404, b'{"error":{"message":"no route"}}', b"application/json"))
 
@@ -192,6 +208,126 @@ class Server:
         transport.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache\r\n"
                         b"transfer-encoding: chunked\r\nx-request-id: " + key.encode() + b"\r\n\r\n")
         self.schedule(started + self.ttft_ns, Stream(transport, frames, tail, tokens, record))
+
+    def typed(self, transport: asyncio.Transport, headers: dict[bytes, bytes], body: bytes,
+              received_ns: int, dialect: str) -> None:
+        """anthropic-messages / openai-responses: the reference server's event sequence
+        (chatprobe.server.typed) for a text answer cut at the cap (ignore_eos), without
+        faults or options. The opening events (message_start; response.created and
+        response.in_progress) go out with the headers, as the reference server sends them;
+        the first token comes with its block's / item's opening events, the last with the
+        closing ones."""
+        cap_field = "max_tokens" if dialect == MESSAGES else "max_output_tokens"
+        try:
+            req = orjson.loads(body)
+            tokens = int(req.get(cap_field) or 16)
+            assert req.get("stream") is True and tokens >= 1
+        except Exception:
+            transport.write(_response(400, b'{"error":{"message":"fast_server: streaming requests with '
+                                      b'a cap >= 1 only"}}', b"application/json"))
+            return
+        self.seq += 1
+        model = str(req.get("model") or "fast")
+        words = [_WORDS[0]] + [_WORDS[(k - 1) % len(_WORDS)] for k in range(1, tokens)]
+        text = b"".join(words).decode()
+        turns = req.get("messages") if dialect == MESSAGES else req.get("input")
+        prompt = sum(len(str(m.get("content", "")).split()) for m in turns or [] if isinstance(m, dict))
+        if dialect == MESSAGES:
+            ident = f"msg_fast{self.seq}"
+            opening, frames, tail, seq = _messages_frames(ident, model, prompt, tokens)
+        else:
+            ident = f"resp_fast{self.seq}"
+            opening, frames, tail, seq = _responses_frames(ident, model, prompt, tokens, text,
+                                                           self.created, req.get(cap_field))
+        key = (headers.get(b"x-request-id") or ident.encode()).decode(errors="replace")
+        started = time.perf_counter_ns()
+        record: dict[str, Any] = {
+            "request_id": key, "path": "/v1/messages" if dialect == MESSAGES else "/v1/responses",
+            "dialect": dialect, "status": 200, "stream": True, "received_ns": received_ns,
+            "started_ns": started, "token_ns": [], "finished_ns": None, "tokens": tokens}
+        self.truth[key] = record
+        if len(self.truth) > self.truth_max:
+            self.truth.popitem(last=False)
+        transport.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache\r\n"
+                        b"transfer-encoding: chunked\r\nx-request-id: " + key.encode() + b"\r\n\r\n"
+                        + opening)
+        self.schedule(started + self.ttft_ns, Stream(transport, frames, tail, tokens, record, seq))
+
+
+MESSAGES, RESPONSES = "anthropic-messages", "openai-responses"
+TYPED_PATHS = {b"/v1/messages": MESSAGES, b"/v1/responses": RESPONSES}
+
+
+def _typed_event(obj: dict[str, Any]) -> bytes:
+    """One typed event (``event: <type>`` + its JSON), not yet chunked."""
+    return b"event: %s\ndata: %s\n\n" % (obj["type"].encode(), orjson.dumps(obj))
+
+
+def _messages_frames(ident: str, model: str, prompt: int,
+                     tokens: int) -> tuple[bytes, list[bytes], bytes, int]:
+    """Messages: the opening bytes, the token frames (chunked) and the tail."""
+    start = {"type": "message_start", "message": {
+        "id": ident, "type": "message", "role": "assistant", "model": model, "content": [],
+        "stop_reason": None, "stop_sequence": None,
+        "usage": {"input_tokens": prompt, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0,
+                  "output_tokens": 0}}}
+
+    def delta(word: bytes) -> bytes:
+        return _typed_event({"type": "content_block_delta", "index": 0,
+                             "delta": {"type": "text_delta", "text": word.decode()}})
+
+    first = (_typed_event({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}})
+             + _typed_event({"type": "ping"}) + delta(_WORDS[0]))
+    frames = [_chunked(first)] + [_chunked(delta(w)) for w in _WORDS]
+    tail = (_typed_event({"type": "content_block_stop", "index": 0})
+            + _typed_event({"type": "message_delta", "delta": {"stop_reason": "max_tokens", "stop_sequence": None},
+                            "usage": {"output_tokens": tokens}})
+            + _typed_event({"type": "message_stop"}))
+    return _chunked(_typed_event(start)), frames, _chunked(tail) + b"0\r\n\r\n", -1
+
+
+def _responses_frames(ident: str, model: str, prompt: int, tokens: int, text: str, created: int,
+                      cap: Any) -> tuple[bytes, list[bytes], bytes, int]:
+    """Responses: as _messages_frames; frames[1:] take their sequence_number (%d) when written.
+    Every event's number is known ahead: 0, 1 opening; 2, 3 the item and part; token k at 4 + k."""
+    msg_id = "msg_" + ident.removeprefix("resp_")
+    seq = iter(range(1 << 30))
+
+    def numbered(obj: dict[str, Any]) -> bytes:
+        return _typed_event({**obj, "sequence_number": next(seq)})
+
+    def response(status: str, output: list[Any], usage: Any) -> dict[str, Any]:
+        return {"id": ident, "object": "response", "created_at": created, "status": status, "background": False,
+                "error": None, "incomplete_details": {"reason": "max_output_tokens"} if status == "incomplete" else None,
+                "model": model, "output": output, "instructions": None, "max_output_tokens": cap, "metadata": {},
+                "parallel_tool_calls": True, "previous_response_id": None,
+                "reasoning": {"effort": None, "summary": None}, "store": False, "temperature": 1.0,
+                "text": {"format": {"type": "text"}}, "tool_choice": "auto", "tools": [], "top_p": 1.0,
+                "truncation": "disabled", "user": None, "usage": usage}
+
+    at = {"item_id": msg_id, "output_index": 0, "content_index": 0}
+    opening = (numbered({"type": "response.created", "response": response("in_progress", [], None)})
+               + numbered({"type": "response.in_progress", "response": response("in_progress", [], None)}))
+    first = (numbered({"type": "response.output_item.added", "output_index": 0, "item": {
+        "id": msg_id, "type": "message", "status": "in_progress", "role": "assistant", "content": []}})
+        + numbered({"type": "response.content_part.added", **at,
+                    "part": {"type": "output_text", "text": "", "annotations": [], "logprobs": []}})
+        + numbered({"type": "response.output_text.delta", **at, "delta": _WORDS[0].decode(), "logprobs": []}))
+    frames = [_chunked(first)] + [
+        _typed_event({"type": "response.output_text.delta", **at, "delta": w.decode(), "logprobs": [],
+                      "sequence_number": 0}).replace(b'"sequence_number":0}', b'"sequence_number":%d}')
+        for w in _WORDS]
+    for _ in range(tokens - 1):
+        next(seq)  # the deltas' numbers
+    part = {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
+    item = {"id": msg_id, "type": "message", "status": "incomplete", "role": "assistant", "content": [part]}
+    usage = {"input_tokens": prompt, "input_tokens_details": {"cached_tokens": 0}, "output_tokens": tokens,
+             "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": prompt + tokens}
+    tail = (numbered({"type": "response.output_text.done", **at, "text": text, "logprobs": []})
+            + numbered({"type": "response.content_part.done", **at, "part": part})
+            + numbered({"type": "response.output_item.done", "output_index": 0, "item": item})
+            + numbered({"type": "response.incomplete", "response": response("incomplete", [item], usage)}))
+    return _chunked(opening), frames, _chunked(tail) + b"0\r\n\r\n", 5
 
 
 class Connection(asyncio.Protocol):

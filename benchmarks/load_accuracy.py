@@ -25,12 +25,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 import httpx
+from load_cost import _wait_for_quiet  # (benchmarks/ is the script's own directory)
 
 from chatprobe.metrics import RequestRecord, percentile
 from chatprobe.metrics.accuracy import measurement_error
@@ -41,13 +43,15 @@ ROOT = Path(__file__).resolve().parents[1]
 MAX_TOKENS = 64
 
 
-def measure(url: str, users: int, duration: float, stamps: str = "kernel") -> dict[str, float | str]:
+def measure(url: str, users: int, duration: float, stamps: str = "kernel",
+            dialect: str = "openai") -> dict[str, float | str]:
     httpx.delete(url + "/_chatprobe/truth")
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT / "src"), env.get("PYTHONPATH")) if p)
     with tempfile.TemporaryDirectory() as out:
         subprocess.run(
             ["taskset", "-c", "0", sys.executable, "-m", "chatprobe", "load", "--target", url,
+             "--dialect", dialect,
              "--users", str(users), "--spawn-rate", str(max(users / 2, 1)), "--duration", str(duration),
              "--warmup", "2", "--max-tokens", str(MAX_TOKENS), "--ignore-eos", "--no-progress",
              "--stamps", stamps,
@@ -62,19 +66,30 @@ def measure(url: str, users: int, duration: float, stamps: str = "kernel") -> di
     m = measurement_error(records, truth, (start, end))  # the package's matching (chatprobe load --calibrate)
     client_ttft, server_ttft, ttft_err = m.client_ttft_ms, m.server_ttft_ms, m.ttft_error_ms
     client_itl, server_itl, gap_err = m.client_itl_ms, m.server_itl_ms, m.itl_error_ms
+    # The same, of requests sent after the warm-up: no connection's first request (its TCP
+    # connect, which the server's clock never sees), the ramp left out.
+    later = measurement_error(records, truth, (start, end), sent_after_ns=start, gaps=False).ttft_error_ms
+    proc = next(p for p in doc["health"]["processes"] if p["role"] == "local")
+    gen_cpu_s = (proc["cpu_percent_mean"] or 0.0) / 100 * doc["run"]["measured_s"]
+    tokens = (doc["summary"]["throughput"]["output_tokens_per_s"] or 0.0) * doc["summary"]["window"]["duration_s"]
     return {
         "matched": len(ttft_err),
         "ttft_p50_client": percentile(client_ttft, 50),
         "ttft_p50_server": percentile(server_ttft, 50),
         "ttft_err_p50": percentile(ttft_err, 50),
         "ttft_err_p99": percentile(ttft_err, 99),
+        "ttft_err_p99_later": percentile(later, 99) if later else float("nan"),
         "itl_p50_client": percentile(client_itl, 50),
         "itl_p50_server": percentile(server_itl, 50),
         "gap_err_p50": percentile(gap_err, 50) if gap_err else float("nan"),
         "gap_err_p99": percentile(gap_err, 99) if gap_err else float("nan"),
-        "cpu": next(p["cpu_percent_mean"] for p in doc["health"]["processes"]),
+        "cpu": proc["cpu_percent_mean"],
+        "tokens_per_core_s": tokens / gen_cpu_s if gen_cpu_s else float("nan"),
         "trust": "ok" if doc["health"]["trustworthy"] else "SATURATED",
     }
+
+
+DIALECTS = ("openai", "anthropic-messages", "openai-responses")
 
 
 def main() -> None:
@@ -82,21 +97,56 @@ def main() -> None:
     ap.add_argument("--users", type=int, nargs="+", default=[1, 32, 128])
     ap.add_argument("--duration", type=float, default=6.0)
     ap.add_argument("--stamps", nargs="+", choices=["kernel", "user"], default=["kernel"])
+    ap.add_argument("--dialects", nargs="+", choices=DIALECTS, default=list(DIALECTS),
+                    help="measured one after the other at each step (default: all three)")
+    ap.add_argument("--runs", type=int, default=1, help="the whole grid this many times (the spread)")
+    ap.add_argument("--max-load", type=float, default=None,
+                    help="start each run once the 1-minute load average is <= this (60 s waits, at most 10)")
     args = ap.parse_args()
     cpus = sorted(os.sched_getaffinity(0))
     print(f"server on CPU {cpus[-1]} (TTFT 50 ms, ITL 5 ms, {MAX_TOKENS} tokens), generator on CPU 0")
     print(f"load average {os.getloadavg()[0]:.2f}")
-    print(f"{'stamps':>6} {'streams':>7} {'matched':>7} {'TTFT p50 c/s (ms)':>19} {'err p50':>8} {'err p99':>8} "
-          f"{'ITL p50 c/s (ms)':>17} {'gap err p50':>11} {'p99':>7} {'gen CPU%':>8} {'health':>9}")
+    print(f"{'run':>3} {'dialect':>18} {'stamps':>6} {'streams':>7} {'matched':>7} {'TTFT p50 c/s (ms)':>19} "
+          f"{'err p50':>8} {'err p99':>8} {'p99 later':>9} {'ITL p50 c/s (ms)':>17} {'gap err p50':>11} {'p99':>7} "
+          f"{'gen CPU%':>8} {'tok/s/core':>10} {'health':>9}")
+    rows: dict[tuple[str, str, int], list[dict[str, float | str]]] = {}
     with spawn_server(cpu=cpus[-1], ttft_ms=50, itl_ms=5, truth_records=200_000) as url:
-        for users in args.users:
-            for stamps in args.stamps:
-                m = measure(url, users, args.duration, stamps)
-                print(f"{stamps:>6} {users:7d} {m['matched']:7d}"
-                      f" {m['ttft_p50_client']:9.2f}/{m['ttft_p50_server']:<9.2f}"
-                      f" {m['ttft_err_p50']:8.3f} {m['ttft_err_p99']:8.3f}"
-                      f" {m['itl_p50_client']:8.3f}/{m['itl_p50_server']:<8.3f} {m['gap_err_p50']:11.3f}"
-                      f" {m['gap_err_p99']:7.3f} {m['cpu']:8.1f} {m['trust']!s:>9}", flush=True)
+        for run in range(1, args.runs + 1):
+            load = _wait_for_quiet(args.max_load)
+            print(f"run {run}: load average at start {load:.2f}", flush=True)
+            for users in args.users:
+                for stamps in args.stamps:
+                    for dialect in args.dialects:
+                        m = measure(url, users, args.duration, stamps, dialect)
+                        rows.setdefault((dialect, stamps, users), []).append(m)
+                        print(f"{run:3d} {dialect:>18} {stamps:>6} {users:7d} {m['matched']:7d}"
+                              f" {m['ttft_p50_client']:9.2f}/{m['ttft_p50_server']:<9.2f}"
+                              f" {m['ttft_err_p50']:8.3f} {m['ttft_err_p99']:8.3f} {m['ttft_err_p99_later']:9.3f}"
+                              f" {m['itl_p50_client']:8.3f}/{m['itl_p50_server']:<8.3f} {m['gap_err_p50']:11.3f}"
+                              f" {m['gap_err_p99']:7.3f} {m['cpu']:8.1f} {m['tokens_per_core_s']:10,.0f}"
+                              f" {m['trust']!s:>9}", flush=True)
+    if args.runs > 1 or len(args.dialects) > 1:
+        _summary(rows, args.dialects)
+
+
+def _summary(rows: dict[tuple[str, str, int], list[dict[str, float | str]]], dialects: list[str]) -> None:
+    """Per dialect and step: the median over the runs (min-max), and tokens/s per core as a
+    ratio of the first dialect's at the same step (measured in the same run)."""
+    print("\nmedian over runs [min..max]; tok/s/core ratio: against the first dialect, same run and step")
+    print(f"{'dialect':>18} {'stamps':>6} {'streams':>7} {'TTFT err p50':>20} {'p99':>20} {'ITL err p50':>20} "
+          f"{'p99':>20} {'tok/s/core':>22} {'ratio':>16}")
+
+    def spread(values: list[float], fmt: str) -> str:
+        values = sorted(values)
+        return f"{format(statistics.median(values), fmt)} [{format(values[0], fmt)}..{format(values[-1], fmt)}]"
+
+    for (dialect, stamps, users), ms in rows.items():
+        base = rows[(dialects[0], stamps, users)]
+        ratios = [float(m["tokens_per_core_s"]) / float(b["tokens_per_core_s"]) for m, b in zip(ms, base, strict=False)]
+        print(f"{dialect:>18} {stamps:>6} {users:7d} "
+              + " ".join(f"{spread([float(m[k]) for m in ms], '.3f'):>20}"
+                         for k in ("ttft_err_p50", "ttft_err_p99", "gap_err_p50", "gap_err_p99"))
+              + f" {spread([float(m['tokens_per_core_s']) for m in ms], ',.0f'):>22} {spread(ratios, '.2f'):>16}")
 
 
 if __name__ == "__main__":

@@ -83,11 +83,21 @@ def _env() -> dict[str, str]:
     return env
 
 
-def run_chatprobe(url: str, users: int, duration: float, client: str) -> dict[str, float | str]:
+DIALECTS = ("openai", "anthropic-messages", "openai-responses")
+_SHORT = {"openai": "", "anthropic-messages": "/messages", "openai-responses": "/responses"}
+
+
+def label(client: str, dialect: str) -> str:
+    """A client's name in the tables: chatprobe's runs of a typed dialect carry its short name."""
+    return client + _SHORT[dialect]
+
+
+def run_chatprobe(url: str, users: int, duration: float, client: str,
+                  dialect: str = "openai") -> dict[str, float | str]:
     with tempfile.TemporaryDirectory() as out:
         cpu0 = _children_cpu()
         subprocess.run(
-            ["taskset", "-c", "0", sys.executable, "-m", "chatprobe", "load", "--target", url,
+            ["taskset", "-c", "0", sys.executable, "-m", "chatprobe", "load", "--target", url, "--dialect", dialect,
              "--users", str(users), "--spawn-rate", str(max(users / 2, 1)), "--duration", str(duration),
              "--max-tokens", str(TOKENS), "--ignore-eos", "--no-progress", "--client", client,
              "--report-dir", out],
@@ -172,12 +182,14 @@ def _errors(pairs: list[tuple[int, int | None, str]], truth: dict[str, dict[str,
 
 
 def acc_chatprobe(url: str, users: int, duration: float, warmup: float, python: str = sys.executable,
-                  checkout: Path = ROOT) -> tuple[dict[str, Any], list[tuple[int, int | None, str]]]:
+                  checkout: Path = ROOT,
+                  dialect: str = "openai") -> tuple[dict[str, Any], list[tuple[int, int | None, str]]]:
     """``chatprobe load`` of ``checkout`` (run by ``python``), its generator on CPU 0."""
     env = {**os.environ, "PYTHONPATH": str(checkout / "src")}
+    dialect_args = ["--dialect", dialect] if dialect != "openai" else []  # (older checkouts: no typed dialects)
     with tempfile.TemporaryDirectory() as out:
         proc = subprocess.run(
-            ["taskset", "-c", "0", python, "-m", "chatprobe", "load", "--target", url,
+            ["taskset", "-c", "0", python, "-m", "chatprobe", "load", "--target", url, *dialect_args,
              "--users", str(users), "--spawn-rate", str(max(users / 2, 1)), "--duration", str(duration),
              "--warmup", str(warmup), "--max-tokens", str(TOKENS), "--ignore-eos", "--no-progress",
              "--report-dir", out],
@@ -250,8 +262,12 @@ def fast_server(cpu: int, ttft_ms: float, itl_ms: float) -> Iterator[tuple[str, 
         child.wait(10)
 
 
+ACC_CLIENTS = ("chatprobe", "typical", "typical-rl")
+
+
 def accuracy_bounded(streams: list[int], duration: float, warmup: float, runs: int,
-                     max_load: float | None, server: str) -> None:
+                     max_load: float | None, server: str, clients: tuple[str, ...] = ACC_CLIENTS,
+                     dialects: tuple[str, ...] = ("openai",)) -> None:
     cpus = sorted(os.sched_getaffinity(0))
     itl_ms = ACC_ITL_MS[server]
     print(f"accuracy-bounded cost: {server} server on CPU {cpus[-1]}, generator on CPU 0; TTFT {ACC_TTFT_MS} ms, "
@@ -260,22 +276,25 @@ def accuracy_bounded(streams: list[int], duration: float, warmup: float, runs: i
     for run in range(1, runs + 1):
         load0 = _wait_for_quiet(max_load)
         print(f"\nrun {run}: load average at start {load0:.2f} (1 min), {os.getloadavg()[1]:.2f} (5 min)")
-        print(f"{'client':10} {'streams':>7} {'matched':>7} {'tok/s':>8} {'gen CPU%':>8} {'tok/s/core':>10} "
+        print(f"{'client':20} {'streams':>7} {'matched':>7} {'tok/s':>8} {'gen CPU%':>8} {'tok/s/core':>10} "
               f"{'err p50':>8} {'err p99':>8} {'snd p50':>7} {'snd p99':>7} {'dlv p50':>7} {'dlv p99':>7} "
               f"{'srv CPU%':>8} {'srv ITL50':>9} {'ok?':>4} {'health':>6}")
         best: dict[str, float] = {}
         best_healthy: dict[str, float] = {}  # also: chatprobe did not flag its run as saturated
         best_dlv: dict[str, float] = {}  # the same bound on the delivery part alone
+        per_core: dict[str, dict[int, float]] = {}  # client -> streams -> tokens/s per core
         spawn = (fast_server(cpus[-1], ACC_TTFT_MS, itl_ms) if server == "fast" else
                  spawn_server_process(cpu=cpus[-1], ttft_ms=ACC_TTFT_MS, itl_ms=itl_ms,
                                       truth_records=200_000))
         with spawn as (url, child):
             for users in streams:
-                for client in ("chatprobe", "typical", "typical-rl"):
+                # chatprobe in each dialect, side by side; the typical locustfiles speak chat only
+                step = [(c, d) for c in clients for d in (dialects if c == "chatprobe" else ("openai",))]
+                for client, dialect in step:
                     httpx.delete(url + "/_chatprobe/truth", timeout=30)
                     cpu0, wall0 = _proc_cpu_s(child.pid), time.perf_counter()
                     if client == "chatprobe":
-                        r, pairs = acc_chatprobe(url, users, duration, warmup)
+                        r, pairs = acc_chatprobe(url, users, duration, warmup, dialect=dialect)
                     else:
                         r, pairs = acc_typical(url, users, duration,
                                                "readline" if client == "typical-rl" else "iter_lines")
@@ -285,26 +304,36 @@ def accuracy_bounded(streams: list[int], duration: float, warmup: float, runs: i
                     p99 = percentile(errs, 99) if errs else float("nan")
                     srv_itl = percentile(itls, 50) if itls else float("nan")
                     accurate = bool(errs) and p50 <= P50_LIMIT_MS and p99 <= P99_LIMIT_MS
+                    client = label(client, dialect)
+                    per_core.setdefault(client, {})[users] = r["tokens_per_core_s"]
                     if accurate:
                         best[client] = max(best.get(client, 0.0), r["tokens_per_s"])
                         if r["trust"] in ("ok", "-"):  # chatprobe's own health check agrees
                             best_healthy[client] = max(best_healthy.get(client, 0.0), r["tokens_per_s"])
                     if deliver and _pct(deliver, 50) <= P50_LIMIT_MS and _pct(deliver, 99) <= P99_LIMIT_MS:
                         best_dlv[client] = max(best_dlv.get(client, 0.0), r["tokens_per_s"])
-                    print(f"{client:10} {users:7d} {len(errs):7d} {r['tokens_per_s']:8,.0f} {r['cpu_percent']:8.1f} "
+                    print(f"{client:20} {users:7d} {len(errs):7d} {r['tokens_per_s']:8,.0f} {r['cpu_percent']:8.1f} "
                           f"{r['tokens_per_core_s']:10,.0f} {p50:8.2f} {p99:8.2f} {_pct(send, 50):7.2f} {_pct(send, 99):7.2f} "
                           f"{_pct(deliver, 50):7.2f} {_pct(deliver, 99):7.2f} {srv_cpu:8.1f} {srv_itl:9.2f} "
                           f"{'yes' if accurate else 'no':>4} {r['trust']:>6}", flush=True)
-        for label, table in (("TTFT error", best),
+        for what, table in (("TTFT error", best),
                              ("TTFT error, chatprobe's health ok", best_healthy),
                              ("delivery error", best_dlv)):
             cp = table.get("chatprobe")
             parts = []
-            for other in ("typical", "typical-rl"):
+            for other in [label("chatprobe", d) for d in dialects if d != "openai"] + [
+                    c for c in clients if c != "chatprobe"]:
                 ty = table.get(other)
-                parts.append(f"{other} {ty or 0:,.0f} (ratio {f'{cp / ty:.2f}x' if cp and ty else 'n/a'})")
-            print(f"run {run}: highest tokens/s within the bounds on {label}: chatprobe {cp or 0:,.0f}, "
+                # typed dialects: their ceiling as a fraction of chat's; typical: chatprobe's over theirs
+                ratio = (ty / cp if other.startswith("chatprobe") else cp / ty) if cp and ty else None
+                parts.append(f"{other} {ty or 0:,.0f} (ratio {f'{ratio:.2f}x' if ratio else 'n/a'})")
+            print(f"run {run}: highest tokens/s within the bounds on {what}: chatprobe {cp or 0:,.0f}, "
                   f"{', '.join(parts)}", flush=True)
+        chat = per_core.get("chatprobe", {})
+        for other in [label("chatprobe", d) for d in dialects if d != "openai"]:
+            ratios = [f"{n}: {per_core[other][n] / chat[n]:.2f}" for n in streams
+                      if chat.get(n) and per_core.get(other, {}).get(n)]
+            print(f"run {run}: {other} tokens/s per core / chat's, per step: {', '.join(ratios)}", flush=True)
         print(f"run {run}: load average at end {os.getloadavg()[0]:.2f}", flush=True)
 
 
@@ -312,7 +341,10 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--users", type=int, nargs="+", default=[64, 128])
     ap.add_argument("--duration", type=float, default=8.0)
-    ap.add_argument("--clients", nargs="+", default=["chatprobe", "chatprobe-httpx", "typical"])
+    ap.add_argument("--clients", nargs="+", default=None,
+                    help="default: chatprobe chatprobe-httpx typical; --accuracy: chatprobe typical typical-rl")
+    ap.add_argument("--dialects", nargs="+", choices=DIALECTS, default=list(DIALECTS),
+                    help="chatprobe's dialects, side by side at each step (default: all three)")
     ap.add_argument("--accuracy", action="store_true", help="the accuracy-bounded mode (see the docstring)")
     ap.add_argument("--streams", type=int, nargs="+", default=[64, 128, 256, 384, 512])
     ap.add_argument("--warmup", type=float, default=2.0)
@@ -322,20 +354,27 @@ def main() -> None:
                     help="--accuracy: the server to measure against (see the docstring)")
     args = ap.parse_args()
     if args.accuracy:
-        accuracy_bounded(args.streams, args.duration, args.warmup, args.runs, args.max_load, args.server)
+        clients = args.clients or list(ACC_CLIENTS)
+        if not set(clients) <= set(ACC_CLIENTS):
+            ap.error(f"--accuracy: --clients among {', '.join(ACC_CLIENTS)}")
+        accuracy_bounded(args.streams, args.duration, args.warmup, args.runs, args.max_load, args.server,
+                         tuple(clients), tuple(args.dialects))
         return
+    clients = args.clients or ["chatprobe", "chatprobe-httpx", "typical"]
     cpus = sorted(os.sched_getaffinity(0))
     print(f"server on CPU {cpus[-1]}, generator on CPU 0; TTFT 50 ms, ITL 5 ms, {TOKENS} tokens/request")
-    print(f"{'client':16} {'users':>5} {'tok/s':>9} {'gen CPU%':>8} {'tok/s/core':>11} "
+    print(f"{'client':26} {'users':>5} {'tok/s':>9} {'gen CPU%':>8} {'tok/s/core':>11} "
           f"{'TTFT p50':>9} {'TTFT p99':>9} {'health':>9}")
     with spawn_server(cpu=cpus[-1], ttft_ms=50, itl_ms=5, truth_records=0) as url:
         for users in args.users:
-            for client in args.clients:
+            # chatprobe's clients in each dialect, side by side; the typical locustfile speaks chat only
+            for client, dialect in [(c, d) for c in clients for d in (["openai"] if c == "typical" else args.dialects)]:
                 if client == "typical":
                     r = run_typical(url, users, args.duration)
                 else:
-                    r = run_chatprobe(url, users, args.duration, "httpx" if client.endswith("httpx") else "gevent")
-                print(f"{client:16} {users:5d} {r['tokens_per_s']:9,.0f} {r['cpu_percent']:8.1f} "
+                    r = run_chatprobe(url, users, args.duration, "httpx" if client.endswith("httpx") else "gevent",
+                                      dialect)
+                print(f"{label(client, dialect):26} {users:5d} {r['tokens_per_s']:9,.0f} {r['cpu_percent']:8.1f} "
                       f"{r['tokens_per_core_s']:11,.0f} {r['ttft_p50']:9.2f} {r['ttft_p99']:9.2f} {r['trust']!s:>9}",
                       flush=True)
 

@@ -27,13 +27,12 @@ def test_stream_response(chatprobe_target: Target, chatprobe_check: CheckRecord)
 
 
 def test_models_list(chatprobe_target: Target, chatprobe_check: CheckRecord) -> None:
-    """GET <api>/models (OpenAI-style paths only): a list of models with ids; 404 = unsupported."""
-    from chatprobe.conformance import NotApplicable, Unsupported
+    """GET <api>/models (the profile's models_path; OpenAI-style paths: .../models): a list of
+    models with ids; 404 = unsupported."""
+    from chatprobe.conformance import Unsupported
 
     profile = chatprobe_target.profile
-    if not profile.path.endswith("/chat/completions"):
-        raise NotApplicable(f"{profile.dialect} has no models endpoint")
-    path = profile.path.removesuffix("chat/completions") + "models"
+    path = _models_path(chatprobe_target)
     spec = RequestSpec(profile.dialect, "GET", path, {}, stream=False)
     ex = chatprobe_check.exchange(spec, content=b"")
     if ex.status in (404, 405):
@@ -57,9 +56,9 @@ def _models_path(target: Target) -> str:
     from chatprobe.conformance import NotApplicable
 
     profile = target.profile
-    if not profile.path.endswith("/chat/completions"):
+    if profile.models_path is None:
         raise NotApplicable(f"{profile.dialect} has no models endpoint")
-    return profile.path.removesuffix("chat/completions") + "models"
+    return profile.models_path
 
 
 def test_served_model_listed(chatprobe_target: Target, chatprobe_check: CheckRecord) -> None:

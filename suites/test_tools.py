@@ -41,7 +41,7 @@ def _tools_check(
     """``call_needed``: the check judges the calls themselves, so a model that (legally, under
     tool_choice auto, seed 004) answered in text left nothing to judge: n/a, not a pass."""
     target.require("tools", *(("tool_choice",) if "tool_choice" in params else ()), *(() if stream else ("non_stream",)))
-    if target.profile.tools_shape != "function":
+    if target.profile.tools_shape == "toggle":
         raise NotApplicable("this dialect's tools are not function definitions")
     spec = target.chat(prompt, stream=stream, tools=TOOLS, max_tokens=TOOL_CAP, **params)
     _, outcome = check.send(spec)

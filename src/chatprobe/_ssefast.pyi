@@ -16,3 +16,15 @@ def scan(
     event_type: type[Event],
     /,
 ) -> tuple[list[Event], int, int]: ...
+
+def scan_named(
+    region: bytes,
+    start: int,
+    stop: int,
+    pos: int,
+    last_id: str,
+    first: int | None,
+    arrival: int | None,
+    event_type: type[Event],
+    /,
+) -> tuple[list[Event], int, int]: ...

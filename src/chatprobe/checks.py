@@ -14,10 +14,15 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from chatprobe import typed
+from chatprobe.dialects import canonical_request
 from chatprobe.exchange import Exchange
 from chatprobe.findings import Finding, Severity, error, warning
+from chatprobe.rules import schema_finding_rule
 from chatprobe.specs import Profile, load_profile
-from chatprobe.streams import StreamResult, StreamValidator, usage_cap_finding, usage_totals_finding
+from chatprobe.streams import StreamResult, usage_cap_finding, usage_totals_finding
+from chatprobe.streams import validator as stream_validator
+from chatprobe.typed.base import normal_usage
 
 
 @dataclass(slots=True)
@@ -27,6 +32,7 @@ class Outcome:
     findings: list[Finding] = field(default_factory=list)
     stream: StreamResult | None = None
     response: Any = None  # the parsed non-stream body, when it was JSON
+    profile: Profile | None = None  # whose answer it is (typed dialects read their own bodies)
 
     @property
     def ok(self) -> bool:
@@ -80,7 +86,7 @@ def http_findings(ex: Exchange) -> list[Finding]:
 def stream_findings(
     ex: Exchange, profile: Profile, request: dict[str, Any] | None
 ) -> tuple[list[Finding], StreamResult]:
-    validator = StreamValidator(profile, request)
+    validator = stream_validator(profile, request)
     validator.feed(ex.events)
     validator.finish(complete=ex.transport_error is None, end_offset=ex.bytes_received)
     return list(ex.sse_findings) + validator.findings, validator.result
@@ -88,6 +94,19 @@ def stream_findings(
 
 def response_findings(ex: Exchange, profile: Profile) -> tuple[list[Finding], Any]:
     return response_body_findings(ex.body, ex.status, profile)
+
+
+# The members that hold an answer: chat's choices, Responses' output, Messages' content.
+_ANSWER_MEMBERS = ("choices", "output", "content")
+
+
+def is_error_body(body: Any) -> bool:
+    """Whether a 2xx JSON body is an error object instead of an answer (response.error_in_200): an
+    ``error`` member that is not null, beside none of the members that hold an answer. A Responses
+    object carries ``error`` itself (null; a failed response's error sits beside its output), so
+    neither an ``error: null`` nor an error beside an answer makes a body an error."""
+    return (isinstance(body, dict) and body.get("error") is not None
+            and not any(member in body for member in _ANSWER_MEMBERS))
 
 
 def response_body_findings(
@@ -100,14 +119,14 @@ def response_body_findings(
         body = json.loads(raw)
     except ValueError as exc:
         return [error("response.not_json", f"the response body is not JSON: {exc}")], None
-    if isinstance(body, dict) and "error" in body and "choices" not in body:
+    if is_error_body(body):
         return [error("response.error_in_200", f"HTTP {status} with an error body: {str(body)[:300]}")], body
     found: list[Finding] = []
     if check_schema and profile.schemas.get("response"):
         for err in profile.validator("response").errors(body):
             found.append(
                 error(
-                    "response.schema",
+                    schema_finding_rule("response.schema", err.rule),
                     f"{err.message} (schema rule {err.rule})",
                     pointer=err.pointer,
                     evidence={"schema_rule": err.rule, "keyword": err.keyword},
@@ -115,7 +134,7 @@ def response_body_findings(
             )
     usage = body.get("usage") if isinstance(body, dict) else None
     if isinstance(usage, dict):
-        totals = usage_totals_finding(usage)
+        totals = usage_totals_finding(normal_usage(profile, usage) if profile.typed else usage)
         if totals is not None:
             found.append(totals)
     return found, body
@@ -124,7 +143,7 @@ def response_body_findings(
 def check_exchange(ex: Exchange, profile: Profile | str, request: dict[str, Any] | None = None) -> Outcome:
     """Every generic check of one exchange that was meant to succeed."""
     profile = load_profile(profile)
-    outcome = Outcome()
+    outcome = Outcome(profile=profile)
     outcome.findings += transport_findings(ex)
     http = http_findings(ex)
     outcome.findings += http
@@ -170,6 +189,7 @@ class ChoiceView:
     tool_calls: list[dict[str, Any]]  # {"id", "type", "name", "arguments", "pointer"}
     logprobs: list[Any] | None  # the content logprobs entries (None: none sent)
     events: int | None = None  # streamed: the choice's token-bearing events (None: not a stream)
+    native_finish: str | None = None  # the dialect's own stop reason where it differs (typed dialects)
 
 
 def choices_of(outcome: Outcome) -> list[ChoiceView]:
@@ -181,10 +201,17 @@ def choices_of(outcome: Outcome) -> list[ChoiceView]:
                 for c in choice.tool_calls.values()
             ]
             views.append(
-                ChoiceView(index, choice.text, choice.finish_reason, calls, choice.logprobs or None, choice.tokens)
+                ChoiceView(index, choice.text, choice.finish_reason, calls, choice.logprobs or None, choice.tokens,
+                           choice.native_finish)
             )
         return views
     body = outcome.response
+    if outcome.profile is not None and outcome.profile.typed:
+        answer = typed.machine(outcome.profile).read_answer(body)
+        if answer is None:
+            return []
+        return [ChoiceView(0, answer.text, outcome.profile.canonical_finish(answer.finish), answer.tool_calls, None,
+                           native_finish=answer.finish)]
     raw = body.get("choices") if isinstance(body, dict) else None
     views = []
     for position, choice in enumerate(raw if isinstance(raw, list) else []):
@@ -227,6 +254,8 @@ def usage_of(outcome: Outcome) -> dict[str, Any] | None:
     if outcome.stream is not None:
         return outcome.stream.usage
     usage = outcome.response.get("usage") if isinstance(outcome.response, dict) else None
+    if isinstance(usage, dict) and outcome.profile is not None and outcome.profile.typed:
+        return normal_usage(outcome.profile, usage)
     return usage if isinstance(usage, dict) else None
 
 
@@ -376,6 +405,14 @@ def _finish_not_length(choice: ChoiceView, cap: int, field_name: str | None, lon
     )
 
 
+def _canonical(outcome: Outcome, request: dict[str, Any]) -> dict[str, Any]:
+    """``request`` with its stop, tools and tool_choice under OpenAI's names (typed dialects)."""
+    if outcome.profile is None or not outcome.profile.typed:
+        return request
+    canonical: dict[str, Any] = canonical_request(outcome.profile, request)
+    return canonical
+
+
 def _stops(request: dict[str, Any]) -> list[str]:
     stop = request.get("stop")
     if isinstance(stop, str):
@@ -390,7 +427,7 @@ def stop_findings(outcome: Outcome, request: dict[str, Any], *, expect_stop: boo
     finish_reason should be stop (a warning only: a real model may not comply)."""
     if stream_cut(outcome):
         return []
-    stops = _stops(request)
+    stops = _stops(_canonical(outcome, request))
     found: list[Finding] = []
     for choice in choices_of(outcome):
         hits = sorted((choice.text.find(s), s) for s in stops if s in choice.text)
@@ -443,7 +480,9 @@ def stop_sequence_findings(unstopped: Outcome, stopped: Outcome, request: dict[s
     answer up to that occurrence, whitespace aside (``param.stop_cut``). Seed 004, Request
     Parameters: stop ("sequences where the API will stop generating further tokens"); seed
     000 and seed 002, Body: stop; seed 003, Body ("Up to 4 sequences where the API will stop
-    generating further tokens")."""
+    generating further tokens"). Where the dialect gives a stopped answer its own stop reason
+    (``stop_finish``: Messages' stop_sequence), an answer that ended at the stop must say so
+    (``param.stop_reason``)."""
     if stream_cut(stopped) or stream_cut(unstopped):
         return []
     before = {c.index: c.text for c in choices_of(unstopped)}
@@ -458,6 +497,17 @@ def stop_sequence_findings(unstopped: Outcome, stopped: Outcome, request: dict[s
         if text is None or stop not in text:
             continue
         expected = text[: text.find(stop)]
+        want = stopped.profile.stop_finish if stopped.profile is not None else None
+        told = "param.stop_reason" in stopped.rules()  # the answer's own stop_sequence gave it away already
+        if _squash(choice.text) == _squash(expected) and want and not told and choice.native_finish not in (None, want):
+            found.append(
+                error(
+                    "param.stop_reason",
+                    f"choice {choice.index}: the answer ended at stop {stop!r} but its stop reason is "
+                    f"{choice.native_finish!r}, not {want!r}",
+                    evidence={"stop": stop, "stop_reason": choice.native_finish, "expected": want, "text": choice.text[:500]},
+                )
+            )
         if _squash(choice.text) != _squash(expected):
             found.append(
                 error(
@@ -512,6 +562,7 @@ def tool_call_findings(outcome: Outcome, request: dict[str, Any]) -> list[Findin
     accepted: the output cap may cut a call (its unfinished arguments are then not judged)."""
     import jsonschema
 
+    request = _canonical(outcome, request)
     offered = _tool_schemas(request)
     if not offered or stream_cut(outcome):
         return []
@@ -610,7 +661,7 @@ def response_format_findings(outcome: Outcome, request: dict[str, Any]) -> list[
 
     if stream_cut(outcome):
         return []  # a cut stream is no complete answer: the cut is its one finding
-    fmt = request.get("response_format")
+    fmt = _canonical(outcome, request).get("response_format")
     kind = fmt.get("type") if isinstance(fmt, dict) else None
     if kind not in ("json_object", "json_schema"):
         return []
@@ -804,7 +855,7 @@ def error_envelope_findings(
                 body = ex.json_body()
             except ValueError:
                 body = None
-            if isinstance(body, dict) and "error" in body and "choices" not in body:
+            if is_error_body(body):
                 return [error("response.error_in_200", f"{what} got HTTP {status} with an error body: {str(body)[:300]}", evidence=evidence)]
         return [Finding(accepted_rule, accepted_severity, f"{what} was answered HTTP {status}", evidence=evidence)]
     found: list[Finding] = []

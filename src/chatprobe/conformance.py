@@ -190,7 +190,7 @@ class Target:
         client = self.client
         if not authenticated:
             # A second client without the default auth header: nothing to strip per request.
-            client = Client(self.url, dict(self.settings.headers), self.limits)
+            client = Client(self.url, {**self.settings.headers, **self.profile.headers}, self.limits)
         try:
             return client.send(
                 spec.dialect,
@@ -368,6 +368,14 @@ class CheckRecord:
             self.reason = ignored
         elif self.errors():
             self.verdict = Verdict.FAIL
+            # The check's own optional feature ignored beside another error: the feature is
+            # unsupported (specs/SEVERITY.md), the other error is the failure and its root cause.
+            if any(self._optional_ignored(f) is None for f in self.errors()):
+                self.findings = [
+                    (_lowered(f, "an optional feature, accepted and ignored: evidence that it is unsupported, not the failure")
+                     if self._optional_ignored(f) is not None else f, i)
+                    for f, i in self.findings
+                ]
         elif self.findings:
             self.verdict = Verdict.WARN
         else:

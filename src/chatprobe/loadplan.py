@@ -423,9 +423,9 @@ def load_plan(path: str | Path) -> tuple[dict[str, Any], tuple[Stage, ...], Mode
     if "dialect" in overrides:
         from chatprobe.specs import bundled_dialects
 
-        if overrides["dialect"] not in bundled_dialects():
+        if overrides["dialect"] not in bundled_dialects(preview=True):
             raise UsageError(f"plan {str(p)!r}: dialect {overrides['dialect']!r} is not one of"
-                             f" {', '.join(bundled_dialects())} (a profile file goes in --profile)")
+                             f" {', '.join(bundled_dialects(preview=True))} (a profile file goes in --profile)")
     if "think_time" in overrides:
         overrides["think_time"] = str(overrides["think_time"])
     for key in ("dataset", "tokenizer"):  # relative to the plan file

@@ -53,6 +53,15 @@ RULES: dict[str, str] = {
     "stream.event_name": "An SSE event name the dialect does not use (e.g. Elastic's message/error).",
     "stream.error_event": "A 200 stream ended with an error event on the dialect's own error channel (Elastic's event: error): the framing is legal, but the request failed.",
     "stream.empty": "The stream carried no token-bearing chunk.",
+    # --- typed streams: openai-responses ---------------------------------------
+    "stream.event_order": "A typed event arrived where the dialect's order does not allow it (before the stream's first event, for an item or content part that is not open, opened twice or out of index order, into an item of another kind).",
+    "stream.sequence_number": "An event's sequence_number is not greater than the previous event's (the events' numbering must increase through the stream).",
+    "stream.item_unclosed": "The stream's terminal event came (or the stream ended) while an output item or content part was still open (added, never done).",
+    "stream.done_mismatch": "A closing event (a .done event, output_item.done, or the terminal event's response) states a text or arguments other than what its deltas streamed, or output items other than those streamed.",
+    "stream.response_status": "A lifecycle event carries a response whose status contradicts the event (response.created not in_progress/queued, response.completed not completed, response.incomplete not incomplete, response.failed not failed).",
+    # --- typed streams: anthropic-messages ---------------------------------------
+    "stream.block_unclosed": "A content block was started (content_block_start) but never stopped (content_block_stop) before message_stop.",
+    "usage.not_cumulative": "A usage count that the stream reports cumulatively went down (Messages: message_delta's output_tokens / input_tokens below an earlier report).",
     # --- non-stream response -----------------------------------------------
     "response.not_json": "A non-stream response body is not valid JSON.",
     "response.schema": "A non-stream response does not validate against the dialect's response schema.",
@@ -77,6 +86,7 @@ RULES: dict[str, str] = {
     "param.n_ignored": "n > 1 was accepted but fewer (or more) choices came back.",
     "param.stop_ignored": "Output ran past a stop sequence.",
     "param.stop_included": "The stop sequence itself appears at the end of the output.",
+    "param.stop_reason": "An answer that a stop sequence ended carries another stop reason than the one the dialect documents for it (Messages: stop_sequence, not end_turn).",
     "param.stop_cut": "With a stop sequence, the output is not the same request's answer cut just before the sequence's first occurrence (cut too early or elsewhere; whitespace aside).",
     "param.max_tokens_ignored": "More tokens came back than max_tokens / max_completion_tokens allowed.",
     "param.finish_not_length": "The output cap cut the answer (the same request with a larger cap goes on) but finish_reason is not length.",
@@ -139,7 +149,18 @@ def describe(rule: str) -> str:
 # accept files (``--accept``) and ``chatprobe report diff`` of runs of different releases resolve
 # it (``canonical``). An alias of a check id carries over its ``[parameters]``. Entries stay for
 # good; tests/test_stable_ids.py keeps every id ever released either current or aliased.
-ALIASES: dict[str, str] = {}
+ALIASES: dict[str, str] = {
+    # the highest temperature is the dialect's published maximum (2, or Anthropic's 1), not 2 for all
+    "test_parameters.py::test_sampling_in_range_accepted[temperature_2]": "test_parameters.py::test_sampling_in_range_accepted[temperature_max]",
+}
+
+
+def schema_finding_rule(layer_rule: str, schema_rule: str) -> str:
+    """The rule of a finding a response or chunk schema raised: the schema's own ``x-rule`` where it
+    names a rule of :data:`RULES` (a cross-field rule whose semantic check shares it, so that stream,
+    non-stream and semantic check make one root cause), else the layer's (response.schema,
+    stream.chunk_schema)."""
+    return schema_rule if schema_rule in RULES else layer_rule
 
 
 def canonical(ident: str) -> str:
@@ -190,6 +211,15 @@ SOURCES: dict[str, str] = {
     "stream.error_event": "seed 000 (Elastic chat_completion) stream, event: message|error; protocol-notes, elastic-chat: a mid-stream error keeps status 200, sends event: error and ends the stream (the request failed)",
     "stream.event_name": "the dialect's stream framing (its event names)",
     "stream.empty": "the dialect's stream framing (a completion carries tokens)",
+    # --- typed streams: openai-responses ---------------------------------------
+    "stream.event_order": "the typed dialect's event order, as its profile's sections cite (openai-responses: OpenAI API reference, Responses > Streaming events: response.created first; output_item.added / .done by output_index; content_part.added / .done by item_id, output_index, content_index; each delta into the item and part it names); openai-python lib/streaming/responses (the client appends items and parts in that order)",
+    "stream.sequence_number": "OpenAI API reference, Responses > Streaming events: sequence_number ('The sequence number for this event') on every event",
+    "stream.item_unclosed": "OpenAI API reference, Responses > Streaming events: response.output_item.done, response.content_part.done before response.completed ('the model response is complete')",
+    "stream.done_mismatch": "OpenAI API reference, Responses > Streaming events: response.output_text.done ('The text content that is finalized'), response.function_call_arguments.done, response.content_part.done, response.output_item.done, response.completed (the response's output)",
+    "stream.response_status": "OpenAI API reference, Responses > The response object: status; Streaming events: response.created, response.completed, response.incomplete, response.failed",
+    # --- typed streams: anthropic-messages ---------------------------------------
+    "stream.block_unclosed": "Anthropic API reference, Streaming Messages: Event types and Full HTTP Stream response (each content block has a content_block_start, its content_block_delta events and a content_block_stop; then message_delta and a final message_stop)",
+    "usage.not_cumulative": "Anthropic API reference, Streaming Messages: Event types ('The token counts shown in the usage field of the message_delta event are cumulative')",
     "response.not_json": "RFC 8259 JSON; the dialect's response format",
     "response.schema": "the dialect's response schema (specs/<dialect>/response.schema.json)",
     "response.error_in_200": "RFC 9110, 15.3 Successful 2xx (an error is not a success)",
@@ -208,6 +238,7 @@ SOURCES: dict[str, str] = {
     "param.n_ignored": "seed 004, Request Parameters: n; seed 002, Body: n; seed 003, Body (How many chat completion choices to generate)",
     "param.stop_ignored": "seed 004, Request Parameters: stop (Up to 4 sequences where the API will stop generating further tokens); seed 000, Body: stop; seed 002, Body: stop; seed 003, Body",
     "param.stop_included": "seed 004, Request Parameters: stop (generation stops at the sequence: it is not part of the output); seed 000, Body: stop; seed 002, Body: stop; seed 003, Body",
+    "param.stop_reason": "the dialect's stop reasons (Anthropic API reference, Messages (create), Response: stop_reason 'stop_sequence: one of your provided custom stop_sequences was generated')",
     "param.stop_cut": "seed 004, Request Parameters: stop (the API stops generating further tokens where the sequence occurs: the output is the answer up to it); seed 000, Body: stop; seed 002, Body: stop; seed 003, Body",
     "param.finish_not_length": "seed 004, Choice Object: finish_reason (\"length\"), Request Parameters: max_tokens; seed 000, Body: max_completion_tokens; seed 002, Body: max_tokens; seed 003, Body",
     "usage.completion_tokens": "seed 004, Usage Object: completion_tokens (Number of tokens in the generated completion) with Request Parameters: max_tokens and Choice Object: finish_reason length; seed 000, Body: max_completion_tokens and its usage chunk; seed 002, Response: usage",

@@ -297,6 +297,10 @@ class Framing:
     terminator_required: bool
     keepalive_comments: bool
     usage_in_stream: Literal["on_request", "always", "never"]
+    # chunks: every data event is one chunk; typed: events named by their data's `type`,
+    # checked by the state machine chatprobe.typed.<machine> (Anthropic's Messages, OpenAI's Responses)
+    kind: Literal["chunks", "typed"] = "chunks"
+    machine: str | None = None
 
 
 @dataclass(frozen=True)
@@ -311,14 +315,14 @@ class Profile:
     path: str  # template with {placeholders}
     path_params: Mapping[str, Mapping[str, Any]]
     query_params: Mapping[str, Mapping[str, Any]]
-    body: Literal["chat", "completion"]
+    body: Literal["chat", "completion", "messages", "responses"]
     model_in: Literal["body", "path", "none"]
     model_field: str
     model_required: bool
     model_path_param: str | None
     content_parts: bool
     stop_forms: tuple[str, ...]
-    tools_shape: Literal["function", "toggle"]
+    tools_shape: Literal["function", "toggle", "anthropic", "flat"]
     auth: Auth
     streaming_mode: Literal["body_flag", "always"]
     stream_flag: str | None
@@ -329,9 +333,64 @@ class Profile:
     features: Mapping[str, FeatureLevel]
     raw: Mapping[str, Any] = field(repr=False)
     _store: _SchemaStore = field(repr=False, compare=False)
+    stop_field: str | None = "stop"  # the body field of stop sequences (None: the dialect has none)
+    finish_map: Mapping[str, str] = field(default_factory=dict)  # native stop reason -> canonical
+    stop_finish: str | None = None  # the native stop reason of an answer a stop sequence ended (Messages)
+    # (prompt, completion, total) field names of the usage object (total None: it has none)
+    usage_names: tuple[str, str, str | None] = ("prompt_tokens", "completion_tokens", "total_tokens")
+    preview: bool = False  # left out of bundled_dialects() until complete
 
     def feature(self, name: str) -> FeatureLevel:
         return self.features.get(name, "absent")
+
+    @property
+    def typed(self) -> bool:
+        """Whether the stream is typed events under a state machine (framing.kind typed)."""
+        return self.framing.kind == "typed"
+
+    @property
+    def models_path(self) -> str | None:
+        """GET path of the dialect's model list (``request.models_path``; an OpenAI-style
+        ``.../chat/completions`` path's ``.../models``); None: the dialect has none."""
+        found = self.raw.get("request", {}).get("models_path")
+        if isinstance(found, str):
+            return found
+        return self.path.removesuffix("chat/completions") + "models" if self.path.endswith("/chat/completions") else None
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """Headers the dialect's document requires on every request (``request.headers``)."""
+        found = self.raw.get("request", {}).get("headers")
+        return dict(found) if isinstance(found, Mapping) else {}
+
+    @property
+    def prompt_also(self) -> tuple[str, ...]:
+        """Usage fields counted into the prompt besides ``usage_names.prompt`` (Anthropic's cache fields)."""
+        names = self.raw.get("usage_names", {}).get("prompt_also")
+        return tuple(str(n) for n in names) if isinstance(names, list) else ()
+
+    def bound(self, name: str | None, which: Literal["minimum", "maximum"]) -> float | None:
+        """The request schema's published ``minimum`` / ``maximum`` of the top-level field ``name``
+        (None: it publishes none)."""
+        uri = self.schemas.get("request")
+        schema = self._store.schemas.get(uri) if uri else None
+        props = schema.get("properties") if isinstance(schema, Mapping) else None
+        entry = props.get(name) if isinstance(props, Mapping) and name else None
+        value = entry.get(which) if isinstance(entry, Mapping) else None
+        return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+    @property
+    def max_tokens_minimum(self) -> int:
+        """The smallest output cap the request schema allows (1 where it says nothing; OpenAI's
+        Responses API documents 16): checks that want the cap hit send at least this."""
+        minimum = self.bound(self.max_tokens_field, "minimum")
+        return max(1, int(minimum)) if minimum is not None else 1
+
+    def canonical_finish(self, native: str | None) -> str | None:
+        """The canonical finish reason (stop, length, tool_calls, content_filter) of a native one."""
+        if native is None:
+            return None
+        return self.finish_map.get(native, native)
 
     def has(self, name: str) -> bool:
         return self.feature(name) != "absent"
@@ -408,8 +467,11 @@ def _profiles_dir() -> Path:
     return specs_dir() / "profiles"
 
 
-def bundled_dialects() -> list[str]:
-    return sorted(p.stem for p in _profiles_dir().glob("*.yaml"))
+def bundled_dialects(*, preview: bool = False) -> list[str]:
+    """The bundled dialects' names; ``preview`` True includes those marked ``status: preview``
+    (loadable by name, left out of every listing and parametrisation until complete)."""
+    names = sorted(p.stem for p in _profiles_dir().glob("*.yaml"))
+    return [n for n in names if preview or not _load_bundled(n).preview]
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
@@ -531,6 +593,8 @@ def _build_profile(path: Path, data: dict[str, Any]) -> Profile:
             if problems:
                 raise SpecError(f"profile {path}: query parameter {name} example {example!r} breaks its schema: {problems[0]}")
     framing = data["framing"]
+    if framing.get("kind") == "typed" and not framing.get("machine"):
+        raise SpecError(f"profile {path}: /framing/kind typed needs /framing/machine (the stream's state machine)")
     auth = data["auth"]
     return Profile(
         dialect=data["dialect"],
@@ -560,6 +624,8 @@ def _build_profile(path: Path, data: dict[str, Any]) -> Profile:
             framing["terminator_required"],
             framing["keepalive_comments"],
             framing["usage_in_stream"],
+            framing.get("kind", "chunks"),
+            framing.get("machine"),
         ),
         schemas=schemas,
         max_tokens_field=data["max_tokens_field"],
@@ -567,6 +633,15 @@ def _build_profile(path: Path, data: dict[str, Any]) -> Profile:
         features=dict(data["features"]),
         raw=data,
         _store=store,
+        stop_field=request.get("stop_field", "stop"),
+        finish_map=dict(data.get("finish_map", {})),
+        stop_finish=data.get("stop_finish"),
+        usage_names=(
+            data.get("usage_names", {}).get("prompt", "prompt_tokens"),
+            data.get("usage_names", {}).get("completion", "completion_tokens"),
+            data.get("usage_names", {}).get("total", "total_tokens") if "usage_names" in data else "total_tokens",
+        ),
+        preview=data.get("status") == "preview",
     )
 
 

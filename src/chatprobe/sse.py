@@ -36,15 +36,18 @@ same bytes gives the same events and findings):
 
 Speed: the decoder works on whole runs of complete lines, never byte by byte.
 ``feed()`` has a hot path: when the bytes up to the last blank line start with
-``data: <value>\n\n`` blocks (the usual chat stream), they become events at
-once. Otherwise a run whose blank lines are ``\n\n`` or ``\r\n\r\n`` is cut
-where a block of one of :data:`_SHAPES` starts (``data: <value>``, Elastic's
-``event: message`` + ``data:``, with or without a BOM before it), and runs of
-such blocks whose values are clean (no CR, LF or BOM; valid UTF-8) become events
-the same way. Every other block, and runs with other line ends, go line by line
-through the general interpreter, which decodes only the values it keeps and
-looks for stray BOMs / invalid UTF-8 only in non-ASCII lines. Any split of the
-input gives the same events and findings.
+``data: <value>\n\n`` blocks (the usual chat stream), or with ``event:
+<name>\ndata: <value>\n\n`` blocks (the typed dialects' named events,
+:func:`_named_py`), they become events at once. Otherwise a run whose blank
+lines are ``\n\n`` or ``\r\n\r\n`` is cut where a block of one of
+:data:`_SHAPES` starts (``data: <value>``, Elastic's ``event: message`` +
+``data:``, with or without a BOM before it), or, with ``\n\n``, a named block,
+and runs of such blocks whose values (and names) are clean (no CR, LF or BOM;
+valid UTF-8; a name not empty) become events the same way. Every other block,
+and runs with other line ends, go line by line through the general interpreter,
+which decodes only the values it keeps and looks for stray BOMs / invalid UTF-8
+only in non-ASCII lines. Any split of the input gives the same events and
+findings.
 
 Those runs are walked by the optional C extension ``chatprobe._ssefast``
 (memchr over the buffer, values decoded in place, each Event built as the tuple
@@ -155,15 +158,68 @@ def _events_py(
     return events, pos
 
 
+def _named_py(
+    region: bytes,
+    start: int,
+    stop: int,
+    pos: int,
+    last_id: str,
+    first: int | None,
+    arrival: int | None,
+    event_type: type[Event],
+) -> tuple[list[Event], int, int]:
+    """Events for the run of ``event: <name>\n`` + ``data: <value>\n\n`` blocks at
+    ``region[start:stop]`` (the typed dialects' streams: Anthropic's Messages, OpenAI's
+    Responses): each one event of type ``name`` with data ``value``, as the line-by-line path
+    reads it, at stream offsets from ``pos``, stamped ``first`` then ``arrival``, when the name
+    is not empty (an empty one means "message") and neither holds a CR, LF or BOM and both are
+    UTF-8. Stops before the first block that is not such a block (the caller interprets it
+    line by line). Returns the events, where it stopped in ``region`` and that stop's stream
+    offset. ``chatprobe._ssefast.scan_named`` does this in C."""
+    events: list[Event] = []
+    stamp = first
+    find = region.find
+    startswith = region.startswith
+    at = start
+    while at < stop and startswith(b"event: ", at):
+        name_end = find(b"\n", at + 7, stop)
+        if name_end <= at + 7 or not startswith(b"data: ", name_end + 1):
+            break  # an empty name, or not the data line next
+        value_end = find(b"\n", name_end + 7, stop)
+        nxt = value_end + 2
+        if (value_end < 0 or nxt > stop or region[value_end + 1] != 10 or find(b"\r", at, value_end) >= 0
+                or find(_BOM, at, value_end) >= 0):
+            break  # not one data line then the blank line; a CR (a line end) or a BOM (a finding)
+        try:
+            name = region[at + 7 : name_end].decode()
+            value = region[name_end + 7 : value_end].decode()
+        except UnicodeDecodeError:
+            break  # the line-by-line path reports it
+        events.append(_tuple_new(event_type, (name, value, last_id, pos, pos + nxt - at, stamp, None)))
+        pos += nxt - at
+        at = nxt
+        stamp = arrival
+    return events, at, pos
+
+
+_Named = Callable[
+    [bytes, int, int, int, str, int | None, int | None, type[Event]],
+    tuple[list[Event], int, int],
+]
 _Scan = Callable[
     [bytes, int, int, bytes, bytes, int, int, str, int | None, int | None, type[Event]],
     tuple[list[Event], int, int],
 ]
 _scan_c: _Scan | None
+_scan_named_c: _Named | None
 try:
     from chatprobe._ssefast import scan as _scan_c
 except ImportError:  # not compiled (CHATPROBE_NO_EXT=1, no compiler): _scan_py and _bulk
     _scan_c = None
+try:
+    from chatprobe._ssefast import scan_named as _scan_named_c
+except ImportError:  # not compiled, or compiled before it had scan_named: _named_py
+    _scan_named_c = None
 
 ACCELERATED = _scan_c is not None
 """Whether the decoder uses the compiled ``chatprobe._ssefast.scan`` for runs of
@@ -260,32 +316,54 @@ class SSEDecoder:
             # The partial holds no LF, unless it starts with held head lines
             # (_lines): then it starts with a BOM or "event:", not "data: ".
             cut = data.rfind(b"\n\n") + len(partial)
-            if (
-                cut >= len(partial)
-                and cut < self.max_buffer  # no line or event can break the limit
-                and (region := b"".join((partial, data)) if partial else data).startswith(b"data: ")
-            ):
-                scan = _scan_c if ACCELERATED and _scan_c is not None else _scan_py
-                events, at, pos = scan(
-                    region, 0, cut + 2, b"data: ", b"\n\n", 0, self._pos, self._last_id,
-                    # Only the first block can have begun in an earlier feed.
-                    self._partial_arrival if partial else arrival_ns, arrival_ns, Event,
-                )  # fmt: skip
-                if events:  # else the first block is not clean: nothing was done
-                    self._pos = pos
-                    partial.clear()
-                    if at < len(region):  # from this feed: the partial held no LF
-                        if (
-                            region.find(b"\n", at) >= 0
-                            or region.find(b"\r", at) >= 0
-                            or len(region) - at > self.max_buffer
-                        ):
-                            events += self._feed(region[at:], arrival_ns)
-                        else:  # the usual case: a partial line
-                            self._partial_arrival = arrival_ns
-                            partial += memoryview(region)[at:]
-                    return events
+            if cut >= len(partial) and cut < self.max_buffer:  # no line or event can break the limit
+                region = b"".join((partial, data)) if partial else data
+                # Only the first block can have begun in an earlier feed.
+                first = self._partial_arrival if partial else arrival_ns
+                if region.startswith(b"data: "):
+                    scan = _scan_c if ACCELERATED and _scan_c is not None else _scan_py
+                    events, at, pos = scan(
+                        region, 0, cut + 2, b"data: ", b"\n\n", 0, self._pos, self._last_id,
+                        first, arrival_ns, Event,
+                    )  # fmt: skip
+                    if events:  # else the first block is not clean: nothing was done
+                        self._pos = pos
+                        if at == len(region):  # the usual read: whole events
+                            if partial:
+                                partial.clear()
+                            return events
+                        return self._after_run(events, region, at, arrival_ns)
+                elif region.startswith(b"event: ") and b"\r" not in region:
+                    # The typed dialects' named events, the same way (see _named_py).
+                    named = _scan_named_c if ACCELERATED and _scan_named_c is not None else _named_py
+                    events, at, self._pos = named(region, 0, cut + 2, self._pos, self._last_id, first,
+                                                  arrival_ns, Event)
+                    if events:
+                        self._held = 0  # held head lines began the first block: dispatched
+                        if at == len(region):  # the usual read: whole events
+                            if partial:
+                                partial.clear()
+                            return events
+                        return self._after_run(events, region, at, arrival_ns)
         return self._feed(data, arrival_ns)
+
+    def _after_run(self, events: list[Event], region: bytes, at: int, arrival_ns: int | None) -> list[Event]:
+        """After the hot path dispatched ``region[:at]`` (the partial's bytes and this feed's):
+        the rest, from this feed (the partial held no LF), goes the general way, or is kept as
+        the partial line it usually is."""
+        partial = self._partial
+        partial.clear()
+        if at < len(region):
+            if (
+                region.find(b"\n", at) >= 0
+                or region.find(b"\r", at) >= 0
+                or len(region) - at > self.max_buffer
+            ):
+                events += self._feed(region[at:], arrival_ns)
+            else:  # the usual case: a partial line
+                self._partial_arrival = arrival_ns
+                partial += memoryview(region)[at:]
+        return events
 
     def _feed(self, data: bytes, arrival_ns: int | None) -> list[Event]:
         if self.stopped or not data:
@@ -446,6 +524,16 @@ class SSEDecoder:
                 if run:
                     events += run
                     self._bom_findings(shape, run)
+                    start = at
+                    continue
+            if index < 0 and sep == b"\n\n" and region.startswith(b"event: ", start):
+                # Typed dialects' named events (Anthropic's Messages, OpenAI's Responses): the
+                # run of simple ones at ``start``; the first that is not goes line by line below.
+                named = _scan_named_c if ACCELERATED and _scan_named_c is not None else _named_py
+                run, at, self._pos = named(region, start, stop, self._pos, self._last_id,
+                                           first_arrival if start == 0 else arrival, arrival, Event)
+                if run:
+                    events += run
                     start = at
                     continue
             if index < 0 or scan is not None:

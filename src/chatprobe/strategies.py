@@ -25,11 +25,11 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from hypothesis import strategies as st
 
-from chatprobe.dialects import Body, RequestSpec, place
+from chatprobe.dialects import Body, RequestSpec, place, typed_body
 from chatprobe.specs import Profile, bundled_dialects, load_profile
 
 __all__ = [
@@ -232,13 +232,51 @@ def _chat_body(draw: st.DrawFn, profile: Profile, enabled: frozenset[str]) -> Bo
 
 
 @st.composite
+def _typed_body(draw: st.DrawFn, profile: Profile, enabled: frozenset[str]) -> Body:
+    """Anthropic's Messages or OpenAI's Responses body: drawn with OpenAI's names (system?, then
+    user / assistant text turns ending with a user turn; no tool-result turns), then put into the
+    dialect's shape by the one request builder (:func:`chatprobe.dialects.typed_body`)."""
+    optional = st.booleans()
+    content = _content(profile)
+    messages: list[dict[str, Any]] = []
+    if draw(optional):
+        messages.append({"role": "system", "content": draw(texts)})
+    turns = draw(st.integers(1, 3))
+    for turn in range(turns):
+        messages.append({"role": "user", "content": draw(content)})
+        if turn < turns - 1:
+            messages.append({"role": "assistant", "content": draw(texts)})
+    params: dict[str, Any] = {}
+    if "tools" in enabled and draw(optional):
+        tools = draw(function_tools())
+        params["tools"] = tools
+        if "tool_choice" in enabled and draw(optional):
+            params["tool_choice"] = draw(_tool_choice(tools))
+    if "temperature" in enabled and draw(optional):
+        # Messages, create: temperature 0.0-1.0; Responses, create: 0-2
+        params["temperature"] = draw(_hundredths(0, 100 if profile.body == "messages" else 200))
+    if "top_p" in enabled and draw(optional):
+        params["top_p"] = draw(_hundredths(0, 100))
+    if "stop" in enabled and profile.stop_field and draw(optional):
+        params["stop"] = draw(st.lists(texts, min_size=1, max_size=4))
+    low = profile.max_tokens_minimum
+    cap = draw(st.integers(low, max(low, MAX_GENERATED_TOKENS)))
+    return typed_body(profile, messages, cap, params)
+
+
+@st.composite
 def _completion_body(draw: st.DrawFn, profile: Profile, enabled: frozenset[str]) -> Body:
     return {"input": draw(texts)}
 
 
 @st.composite
 def _valid(draw: st.DrawFn, profile: Profile, enabled: frozenset[str], models: st.SearchStrategy[str]) -> RequestSpec:
-    body = draw(_chat_body(profile, enabled) if profile.body == "chat" else _completion_body(profile, enabled))
+    if profile.body == "chat":
+        body = draw(_chat_body(profile, enabled))
+    elif profile.body == "completion":
+        body = draw(_completion_body(profile, enabled))
+    else:
+        body = draw(_typed_body(profile, enabled))
     model = draw(models)
     path_values: dict[str, str] = {}
     for name, spec in profile.path_params.items():
@@ -337,7 +375,8 @@ def _stream_options_alone(body: Body, value: Any) -> Body:
     out = {k: v for k, v in body.items() if k != "stream"}
     if value is not None:
         out["stream"] = value
-    out["stream_options"] = {"include_usage": True}
+    # the dialect's own option: Responses' stream_options holds include_obfuscation, chat's include_usage
+    out["stream_options"] = {"include_obfuscation": False} if "input" in body else {"include_usage": True}
     return out
 
 
@@ -355,6 +394,11 @@ _WRONG_TYPES: dict[str, tuple[Any, ...]] = {
     "stop": (42, {"at": "x"}),
     "max_tokens": ("ten", 2.5),
     "max_completion_tokens": ("ten", 2.5),
+    "max_output_tokens": ("ten", 2.5),
+    "stop_sequences": ("END", 42),
+    "system": (42, {"text": "x"}),
+    "instructions": (42, ["x"]),
+    "top_k": ("x", 1.5),
     "seed": ("lucky", 1.5),
     "presence_penalty": ("x", [0]),
     "frequency_penalty": ("x", [0]),
@@ -389,13 +433,27 @@ _RANGES: list[tuple[str, tuple[Any, ...], tuple[Any, ...]]] = [
     ("presence_penalty", (2.01, 5), (-2.01, -5)),
     ("frequency_penalty", (2.01, 5), (-2.01, -5)),
     ("max_tokens", (), (-1,)),
+    ("max_output_tokens", (), (15, -1)),  # Responses, create: max_output_tokens (16 at least)
+    ("top_k", (), (-1,)),
     ("max_ttft_ms", (), (-1,)),
 ]
+
+
+def _past_bound(profile: Profile, name: str, which: Literal["minimum", "maximum"], values: tuple[Any, ...]) -> tuple[Any, ...]:
+    """``values`` led by the number just past the dialect's own published bound of the decimal
+    field ``name`` (Anthropic's Messages: temperature at most 1, so 1.01 before 2.01): a server
+    that checks another dialect's range (0..2) is then caught at the boundary, not passed."""
+    bound = profile.bound(name, which)
+    if bound is None or not values or not isinstance(values[0], float):
+        return values
+    edge = round(bound + 0.01 if which == "maximum" else bound - 0.01, 6)
+    return values if edge in values else (edge, *values)
 
 
 def _catalogue(profile: Profile) -> list[Breakage]:
     out: list[Breakage] = []
     for name, above, below in _RANGES:
+        above, below = _past_bound(profile, name, "maximum", above), _past_bound(profile, name, "minimum", below)
         if above:
             out.append(Breakage(f"{name}.maximum", f"{name} = {{value}}, above its maximum", _set(name), above))
         if below:
@@ -424,6 +482,17 @@ def _catalogue(profile: Profile) -> list[Breakage]:
         Breakage("tools.function.name.required", "a function tool without a name", _set("tools"), ([{"type": "function", "function": {}}],)),
         Breakage("tools.function.name.pattern", "a function tool named 'get weather!'", _set("tools"), ([{"type": "function", "function": {"name": "get weather!"}}],)),
         Breakage("session_id.pattern", "session_id {value!r}, not a uuid", _set("session_id"), ("not-a-uuid",)),
+        # the typed dialects' own tool shapes (Anthropic's Messages: {name, input_schema}; OpenAI's
+        # Responses: {type: function, name, parameters}) and tool_choice objects
+        Breakage("tools.name.pattern", "a tool named 'get weather!'", _set("tools"),
+                 ([{"name": "get weather!", "input_schema": {"type": "object"}}],
+                  [{"type": "function", "name": "get weather!", "parameters": {"type": "object"}}])),
+        Breakage("tools.name.required", "a tool without a name", _set("tools"),
+                 ([{"input_schema": {"type": "object"}}], [{"type": "function", "parameters": {"type": "object"}}])),
+        Breakage("tools.input_schema.required", "a tool without input_schema", _set("tools"), ([{"name": "f"}],)),
+        Breakage("tool_choice.type.enum", "tool_choice {value}", _set("tool_choice"), ({"type": "sometimes"},)),
+        Breakage("tool_choice.name.required", "tool_choice {value}, naming no tool", _set("tool_choice"),
+                 ({"type": "tool"}, {"type": "function"})),
     ]
     if profile.model_in == "body" and profile.model_required:
         out.append(Breakage(f"{profile.model_field}.required", "model missing", _delete(profile.model_field), (None,)))
@@ -436,6 +505,11 @@ def probe_body(profile: Profile) -> Body:
     """The smallest valid body of the dialect (the base breakages are probed on)."""
     if profile.body == "completion":
         return {"input": "hi"}
+    if profile.body in ("messages", "responses"):
+        typed = typed_body(profile, [{"role": "user", "content": "hi"}], None, {})
+        if profile.model_in == "body":
+            typed[profile.model_field] = DEFAULT_MODEL
+        return typed
     body: Body = {"messages": [{"role": "user", "content": "hi"}]}
     if profile.model_in == "body":
         body[profile.model_field] = DEFAULT_MODEL
@@ -463,7 +537,7 @@ def _bundled_breakages(dialect: str) -> tuple[Breakage, ...]:
 def breakages(dialect: str | Profile) -> tuple[Breakage, ...]:
     """The breakages that apply to ``dialect`` (each breaks exactly its rule
     on a minimal body); probed once per bundled dialect."""
-    if isinstance(dialect, str) and dialect in bundled_dialects():
+    if isinstance(dialect, str) and dialect in bundled_dialects(preview=True):
         return _bundled_breakages(dialect)
     return _breakages_for(load_profile(dialect))
 

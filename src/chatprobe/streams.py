@@ -23,11 +23,12 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from chatprobe.findings import Finding, error
+from chatprobe.rules import schema_finding_rule
 from chatprobe.specs import Profile, SchemaValidator, load_profile
 from chatprobe.sse import Event
 
@@ -55,6 +56,9 @@ _COVERED_SCHEMA_RULES = (
 
 _EXCERPT = 200
 
+if TYPE_CHECKING:
+    from chatprobe.typed.base import TypedValidator
+
 
 def _excerpt(text: str) -> str:
     return text if len(text) <= _EXCERPT else text[:_EXCERPT] + "…"
@@ -77,6 +81,7 @@ class ChoiceState:
     text: str = ""
     reasoning: str = ""
     finish_reason: str | None = None
+    native_finish: str | None = None  # a typed dialect's own stop reason (finish_reason: canonical)
     finish_offset: int | None = None
     tool_calls: dict[int, ToolCallState] = field(default_factory=dict)
     # wire index -> key in tool_calls, once a second call reused the index: its later
@@ -378,7 +383,7 @@ class StreamValidator:
                 # Once per schema rule: a server that breaks it in every chunk says so once.
                 self._add(
                     error(
-                        "stream.chunk_schema",
+                        schema_finding_rule("stream.chunk_schema", rule),
                         f"{err.message} (schema rule {err.rule}; first of possibly many chunks)",
                         offset=ev.offset,
                         pointer=err.pointer,
@@ -850,3 +855,24 @@ def _at(finding: Finding, offset: int) -> Finding:
     if finding.offset is not None:
         return finding
     return Finding(finding.rule, finding.severity, finding.message, offset, finding.pointer, finding.evidence)
+
+
+def validator(
+    profile: Profile | str,
+    request: dict[str, Any] | None = None,
+    *,
+    check_schema: bool = True,
+    role_required: bool = True,
+    fast_path: bool = True,
+) -> StreamValidator | TypedValidator:
+    """The validator of one stream of ``profile``'s dialect: :class:`StreamValidator` for chunk
+    streams, the dialect's state machine (:mod:`chatprobe.typed`) for typed-event streams. Both
+    offer ``feed``, ``finish``, ``findings``, ``result`` and ``profile``."""
+    profile = load_profile(profile)
+    if profile.typed:
+        from chatprobe import typed  # the machines build on this module
+
+        made: TypedValidator = typed.machine(profile).Validator(
+            profile, request, check_schema=check_schema, role_required=role_required, fast_path=fast_path)
+        return made
+    return StreamValidator(profile, request, check_schema=check_schema, role_required=role_required, fast_path=fast_path)

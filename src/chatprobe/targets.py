@@ -56,7 +56,7 @@ def add_target_arguments(parser: argparse.ArgumentParser) -> None:
                         help="base URL of the server (default: start the reference server)")
     target.add_argument("--target-env", metavar="VAR", dest="target", type=_target_env,
                         help="like --target, the URL read from environment variable VAR (a URL with a password)")
-    parser.add_argument("--dialect", default="openai", choices=bundled_dialects(), help="default: openai")
+    parser.add_argument("--dialect", default="openai", choices=bundled_dialects(preview=True), help="default: openai")
     parser.add_argument("--profile", metavar="FILE", help="a profile YAML for another vendor (overrides --dialect)")
     parser.add_argument("--model", default=None, type=inputs.model_arg, help="model id (default: the reference server's)")
     parser.add_argument(

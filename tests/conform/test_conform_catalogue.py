@@ -10,6 +10,7 @@ import pytest
 
 from chatprobe.server.faults import CATALOGUE, Fault
 from chatprobe.server.runner import running_server
+from chatprobe.specs import bundled_dialects
 from tests.catalogue import expected_verdict
 from tests.conform.conform_run import assert_clean, conform, failed, preferred_dialect
 
@@ -31,7 +32,12 @@ def _param(fault: Fault) -> object:
 
 
 # Faults of kind "load" show only with several streams at once: tests/load/test_protocol_under_load.py.
-@pytest.mark.parametrize("fault", [_param(f) for f in CATALOGUE if f.kind != "load"])
+# A fault runs in its own (preferred) dialect; faults of a preview dialect (status: preview, left out
+# of bundled_dialects()) join once its flag is dropped (tests/server/test_server_typed.py meanwhile).
+_LIVE = set(bundled_dialects())
+
+
+@pytest.mark.parametrize("fault", [_param(f) for f in CATALOGUE if f.kind != "load" and preferred_dialect(f) in _LIVE])
 def test_conform_on_catalogue(fault: Fault, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     dialect = preferred_dialect(fault)
     argv = ["--dialect", dialect]

@@ -11,12 +11,15 @@ import pytest
 from chatprobe.checks import (
     Outcome,
     auth_findings,
+    error_envelope_findings,
     invalid_query_findings,
+    response_body_findings,
     tool_call_findings,
     unknown_model_findings,
     unknown_path_findings,
 )
 from chatprobe.exchange import Exchange
+from chatprobe.specs import load_profile
 
 OPENAI_ERROR = {"error": {"message": "nope", "type": "invalid_request_error", "param": None, "code": None}}
 
@@ -89,6 +92,31 @@ def test_unknown_model(dialect: str, status: int, expected: dict[str, str]) -> N
 def test_unknown_model_error_body_in_200_is_an_error() -> None:
     found = unknown_model_findings(ex(200, OPENAI_ERROR), "openai", "m")
     assert rules(found) == {"response.error_in_200": "error"}
+
+
+@pytest.mark.parametrize(
+    ("dialect", "body", "expected"),
+    [
+        # an answer that carries an error member of its own is an answer: a Responses object has
+        # error null (LiteLLM 1.106.2's mock answers an invalid request with one)
+        ("openai-responses", {"id": "resp_1", "object": "response", "status": "completed", "error": None, "output": []},
+         {"validation.accepted_invalid": "error"}),
+        ("openai-responses", {"error": {"message": "no", "type": "invalid_request_error", "param": None, "code": None}},
+         {"response.error_in_200": "error"}),
+        # Messages: the error shape, with or without its top-level type, is an error body
+        ("anthropic-messages", {"type": "error", "error": {"type": "invalid_request_error", "message": "no"}},
+         {"response.error_in_200": "error"}),
+        ("anthropic-messages", {"error": {"type": "invalid_request_error", "message": "no"}}, {"response.error_in_200": "error"}),
+        ("anthropic-messages", {"type": "message", "content": [], "stop_reason": "end_turn"}, {"validation.accepted_invalid": "error"}),
+        ("openai", OPENAI_ERROR, {"response.error_in_200": "error"}),
+        ("openai", {"choices": [], "error": None}, {"validation.accepted_invalid": "error"}),
+    ],
+)
+def test_an_error_body_in_200_is_told_from_an_answer(dialect: str, body: Any, expected: dict[str, str]) -> None:
+    assert rules(error_envelope_findings(ex(200, body, dialect=dialect), dialect)) == expected
+    answer = "validation.accepted_invalid" in expected
+    assert [f.rule for f in response_body_findings(json.dumps(body).encode(), 200, load_profile(dialect), check_schema=False)[0]] == (
+        [] if answer else ["response.error_in_200"])
 
 
 def test_invalid_query_parameter() -> None:

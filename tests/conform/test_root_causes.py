@@ -114,6 +114,10 @@ def test_an_optional_feature_accepted_but_ignored_is_unsupported() -> None:
     broken = _record("openai", "n")
     broken.add([error("param.n_ignored", "n=2 but 1"), error("stream.role_missing", "no role")])
     assert broken.conclude() == Verdict.FAIL  # ignored AND broken: a failure
+    # ... of the broken part: the ignored optional feature is no root cause of it (a warning)
+    assert [(f.rule, f.severity) for f, _ in broken.findings] == [("param.n_ignored", "warning"), ("stream.role_missing", "error")]
+    causes, _ = rootcause.group([_check("t", [{**f.to_json(), "exchange": None} for f, _ in broken.findings])])
+    assert [(c["rule"], c["severity"]) for c in causes] == [("stream.role_missing", "error"), ("param.n_ignored", "warning")]
     required = _record("openai", "stop")  # stop: must
     required.add([error("param.stop_ignored", "ran past the stop")])
     assert required.conclude() == Verdict.FAIL

@@ -100,7 +100,7 @@ EXPECTED: dict[str, Verdict] = {
     "parameters::test_n_choices[stream]": fail("stream.finish_reason_missing"),
     # in-range temperature / top_p are accepted (as is everything out of range, below)
     "parameters::test_sampling_in_range_accepted[temperature_0]": PASS,
-    "parameters::test_sampling_in_range_accepted[temperature_2]": PASS,
+    "parameters::test_sampling_in_range_accepted[temperature_max]": PASS,
     "parameters::test_sampling_in_range_accepted[top_p_0.5]": PASS,
     "parameters::test_sampling_in_range_accepted[top_p_1]": PASS,
     "parameters::test_sampling_in_range_accepted[both]": PASS,
@@ -284,11 +284,10 @@ def litellm_proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proxy]:
         _stop(process)
 
 
-@pytest.fixture(scope="module")
-def conform_run(litellm_proxy: Proxy, tmp_path_factory: pytest.TempPathFactory) -> ConformRun:
-    report_dir = tmp_path_factory.mktemp("conform") / "report"
+def _conform(litellm_proxy: Proxy, tmp_path_factory: pytest.TempPathFactory, dialect: str) -> ConformRun:
+    report_dir = tmp_path_factory.mktemp(f"conform-{dialect}") / "report"
     command = [
-        sys.executable, "-m", "chatprobe", "conform", "--target", litellm_proxy.url, "--dialect", "openai",
+        sys.executable, "-m", "chatprobe", "conform", "--target", litellm_proxy.url, "--dialect", dialect,
         "--model", MOCK_MODEL, "--api-key-env", KEY_ENV, "--report-dir", str(report_dir),
         "--hypothesis-profile", "dev", "--timeout", "10", "--quiet",
     ]  # fmt: skip
@@ -296,11 +295,16 @@ def conform_run(litellm_proxy: Proxy, tmp_path_factory: pytest.TempPathFactory) 
     try:
         done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=CONFORM_TIMEOUT_S, check=False)
     except subprocess.TimeoutExpired:
-        pytest.fail(f"chatprobe conform did not finish within {CONFORM_TIMEOUT_S:g} s")
+        pytest.fail(f"chatprobe conform --dialect {dialect} did not finish within {CONFORM_TIMEOUT_S:g} s")
     findings = report_dir / "findings.json"
     assert findings.is_file(), f"no findings.json (exit {done.returncode}):\n{done.stdout}\n{done.stderr}"
     document = json.loads(findings.read_text(encoding="utf-8"))
     return ConformRun(litellm_proxy, done.returncode, done.stdout, done.stderr, report_dir, document)
+
+
+@pytest.fixture(scope="module")
+def conform_run(litellm_proxy: Proxy, tmp_path_factory: pytest.TempPathFactory) -> ConformRun:
+    return _conform(litellm_proxy, tmp_path_factory, "openai")
 
 
 # --------------------------------------------------------------------------- the assertions
@@ -400,3 +404,209 @@ def test_multi_turn_load(litellm_proxy: Proxy, tmp_path: Path) -> None:
 
     proc, doc = multi_turn_run(litellm_proxy.url, MOCK_MODEL, litellm_proxy.master_key, tmp_path)
     check_multi_turn(proc, doc, tmp_path)
+
+
+# =========================================================================== the typed dialects
+# LiteLLM 1.106.2's proxy routes POST /v1/messages (its Anthropic adapter) and POST /v1/responses
+# (its Responses API) to the same mock-gpt deployment, and in mock mode neither reaches a provider:
+# mock_response answers a non-stream request with a canned document of the dialect's shape —
+# Messages: the config's text in a Message whose id is the reference's own example id and whose
+# usage is that example's (input_tokens 2095, output_tokens 503); Responses: a response object with
+# the config's text and fixed usage (36 + 87). Streaming is where mock mode gives out (measured
+# with curl, the proxy log read): a Messages stream request gets the same JSON Message, as
+# application/json; a Responses stream request gets HTTP 500 with an SSE error frame ("Error
+# processing stream start"; the log: 'ResponsesAPIResponse' object has no attribute '__aiter__',
+# the mock returns a whole response where the stream wants an iterator). Both are LiteLLM's own
+# answers, so they are reported, not skipped: every streamed check fails on that one root cause.
+# Validation, auth and errors are the proxy's own, as for chat completions above.
+
+
+@dataclass(frozen=True)
+class TypedExpected:
+    named: dict[str, Verdict]  # "area::check" -> (verdict, every rule among its findings)
+    streamed: Verdict  # every other check that sent a stream request
+    invalid_rejected: frozenset[str]  # invalid requests the proxy refuses with a 4xx
+    invalid_crash: frozenset[str]  # ... that crash it (500)
+    properties: dict[str, tuple[frozenset[str], str]]  # property check -> (allowed rules, a rule it must show)
+    schema_rules: frozenset[str] = frozenset()  # the response.schema rules its answers break
+
+
+EXPECTED_TYPED: dict[str, TypedExpected] = {
+    "anthropic-messages": TypedExpected(
+        named={
+            "basics::test_non_stream_response": PASS,  # the canned Message is a valid Message
+            "basics::test_models_list": PASS,
+            "usage::test_usage_non_stream": PASS,  # 2095 / 503: plausible for the text, nothing to add up
+            # the canned usage says 503 output tokens whatever max_tokens is (Messages (create):
+            # max_tokens, "the absolute maximum number of tokens to generate")
+            "parameters::test_max_tokens[non_stream]": fail("param.max_tokens_ignored"),
+            # stop_sequences ignored: the canned text comes back with the word sent as stop (`must`)
+            "parameters::test_stop[non_stream]": fail("param.stop_ignored"),
+            "tools::test_tool_call_auto[non_stream]": ("n/a", frozenset()),  # text under auto is legal
+            "tools::test_tool_choice_named_non_stream": unsupported("tools.choice_ignored"),  # tool_choice: `may`
+            "errors::test_wrong_content_type": warn("validation.accepted_invalid"),  # text/plain read as JSON
+            "errors::test_malformed_json_rejected": PASS,
+            # no key: the auth-error handler's missing `prisma` module, a text/plain 500 (as for chat)
+            "errors::test_auth_enforced[missing]": fail("validation.server_error", "error.envelope"),
+            # a wrong key: 400 "No connected db." (Errors: 401 authentication_error)
+            "errors::test_auth_enforced[wrong]": fail("http.auth_status"),
+            # an unknown model: 400 "Invalid model name" (the profile: 404 not_found_error)
+            "errors::test_unknown_model": fail("http.unknown_model"),
+        },
+        # stream: true answered with the JSON Message as application/json (Messages (create): stream,
+        # "incrementally stream the response using server-sent events"); no event, so no message_stop
+        # either: a consequence the root cause lists under http.content_type
+        streamed=fail("http.content_type", "stream.terminator_missing"),
+        # the adapter checks model (it routes on it), messages and metadata; tools = "get_weather"
+        # crashes it ('str' object has no attribute 'get'); ranges, enums and the rest go to 200
+        invalid_rejected=frozenset({"messages.required", "model.required", "model.type", "metadata.type"}),
+        invalid_crash=frozenset({"tools.type"}),
+        properties={
+            "properties::test_generated_valid_requests": (
+                frozenset({"http.content_type", "stream.terminator_missing", "param.max_tokens_ignored", "param.stop_ignored"}),
+                "param.max_tokens_ignored",
+            ),
+            "properties::test_generated_invalid_requests": (
+                frozenset({"validation.accepted_invalid", "validation.server_error", "error.envelope"}),
+                "validation.accepted_invalid",
+            ),
+        },
+    ),
+    "openai-responses": TypedExpected(
+        named={
+            # the canned response object serialises unset members as null where the reference types
+            # them (Responses > The response object: output_text.logprobs an array of LogProb,
+            # usage.output_tokens_details.reasoning_tokens an integer): every non-stream answer
+            "basics::test_non_stream_response": fail("response.schema"),
+            "basics::test_models_list": PASS,
+            "usage::test_usage_non_stream": fail("response.schema"),
+            # 87 output tokens for max_output_tokens 16 (Create a model response: max_output_tokens)
+            "parameters::test_max_tokens[non_stream]": fail("param.max_tokens_ignored", "response.schema"),
+            # text.format (response_format: `may`) and tool_choice (`may`) ignored: warnings beside the
+            # schema failure (specs/SEVERITY.md), never its cause
+            "response_format::test_response_format[non_stream-json_object]": fail("param.response_format", "response.schema"),
+            "response_format::test_response_format[non_stream-json_schema]": fail("param.response_format", "response.schema"),
+            "tools::test_tool_call_auto[non_stream]": fail("response.schema"),
+            "tools::test_tool_choice_named_non_stream": fail("tools.choice_ignored", "response.schema"),
+            "usage::test_usage_stream_agrees_with_non_stream": fail("http.status", "response.schema"),
+            # a Response object (error: null) for a text/plain body: accepted, not "an error in a 200"
+            "errors::test_wrong_content_type": warn("validation.accepted_invalid"),
+            "errors::test_malformed_json_rejected": PASS,
+            # the Responses reference gives no status for an unknown model: its 400 in the envelope passes
+            "errors::test_unknown_model": PASS,
+            "errors::test_auth_enforced[missing]": fail("validation.server_error", "error.envelope"),
+            "errors::test_auth_enforced[wrong]": fail("http.auth_status"),
+        },
+        # stream: true answered HTTP 500 (the mock cannot stream a response object, above)
+        streamed=fail("http.status"),
+        # model, tools and metadata are checked; input = 42 crashes the proxy (500)
+        invalid_rejected=frozenset({"model.type", "tools.type", "metadata.type"}),
+        invalid_crash=frozenset({"input.type"}),
+        properties={
+            "properties::test_generated_valid_requests": (
+                frozenset({"http.status", "response.schema", "param.max_tokens_ignored", "param.response_format", "tools.choice_ignored"}),
+                "response.schema",
+            ),
+            "properties::test_generated_invalid_requests": (
+                frozenset({"validation.accepted_invalid", "validation.server_error", "error.envelope"}),
+                "validation.accepted_invalid",
+            ),
+        },
+        schema_rules=frozenset({"output.content.logprobs.type", "usage.output_tokens_details.reasoning_tokens.type"}),
+    ),
+}
+
+
+@pytest.fixture(scope="module", params=sorted(EXPECTED_TYPED))
+def typed_run(request: pytest.FixtureRequest, litellm_proxy: Proxy, tmp_path_factory: pytest.TempPathFactory) -> tuple[str, ConformRun]:
+    dialect: str = request.param
+    return dialect, _conform(litellm_proxy, tmp_path_factory, dialect)
+
+
+def _streamed(check: dict[str, Any]) -> bool:
+    return any(isinstance(ex["request"].get("body"), dict) and ex["request"]["body"].get("stream") is True
+               for ex in check["exchanges"])
+
+
+def test_typed_exit_code_and_report(typed_run: tuple[str, ConformRun]) -> None:
+    """Each typed dialect through the pinned LiteLLM: exit 1, a report that follows its schema,
+    the master key in no report, the answers LiteLLM's own (its version header)."""
+    dialect, run = typed_run
+    assert run.returncode == 1, run.stderr
+    schema = json.loads((specs_dir() / "findings.schema.json").read_text(encoding="utf-8"))
+    jsonschema.Draft202012Validator(schema).validate(run.document)
+    assert run.document["run"]["dialect"] == dialect and run.document["run"]["model"] == MOCK_MODEL
+    for name in ("findings.json", "findings.html", "junit.xml"):
+        assert run.proxy.master_key not in (run.report_dir / name).read_text(encoding="utf-8"), name
+    versions = {ex["response"]["headers"].get("x-litellm-version") for c in run.document["checks"] for ex in c["exchanges"]
+                if ex["response"]["status"] == 200 and ex["request"]["url"].endswith(("/v1/messages", "/v1/responses"))}
+    assert versions == {LITELLM_VERSION}, versions
+
+
+def test_typed_checks(typed_run: tuple[str, ConformRun]) -> None:
+    """The named checks have their verdict and rules; every other streamed check fails on the mock's
+    one streaming fault, and nothing else fails unexplained."""
+    dialect, run = typed_run
+    expected = EXPECTED_TYPED[dialect]
+    checks = run.by_key()
+    missing = sorted(set(expected.named) - set(checks))
+    assert not missing, f"{dialect}: checks expected but not run: {missing}"
+    wrong = {}
+    for key, check in checks.items():
+        if key.startswith(INVALID_CHECK + "[") or key in expected.properties:
+            continue
+        got = (check["verdict"], _rules(check))
+        if key in expected.named:
+            want = expected.named[key]
+        elif got[0] in ("pass", "n/a") and not got[1]:
+            continue
+        elif _streamed(check):
+            want = expected.streamed
+        else:
+            want = ("(explained)", frozenset())
+        if got != want:
+            wrong[key] = f"expected {want[0]} {sorted(want[1])}, got {got[0]} {sorted(got[1])}: {check.get('reason', '')[:160]}"
+    assert not wrong, json.dumps({"dialect": dialect, **wrong}, indent=1)
+
+
+def test_typed_invalid_requests(typed_run: tuple[str, ConformRun]) -> None:
+    dialect, run = typed_run
+    expected = EXPECTED_TYPED[dialect]
+    invalid = {key[len(INVALID_CHECK) + 1 : -1]: check for key, check in run.by_key().items() if key.startswith(INVALID_CHECK + "[")}
+    missing = sorted((expected.invalid_rejected | expected.invalid_crash | {"temperature.maximum"}) - set(invalid))
+    assert not missing, f"{dialect}: invalid-request checks not run: {missing}"
+    wrong = {}
+    for name, check in invalid.items():
+        want = (PASS if name in expected.invalid_rejected
+                else fail("validation.server_error") if name in expected.invalid_crash
+                else fail("validation.accepted_invalid"))
+        got = (check["verdict"], _rules(check))
+        if got != want:
+            wrong[name] = f"expected {want[0]} {sorted(want[1])}, got {got[0]} {sorted(got[1])}: {check['reason'][:160]}"
+    assert not wrong, json.dumps({"dialect": dialect, **wrong}, indent=1)
+
+
+def test_typed_property_checks_and_schema_rules(typed_run: tuple[str, ConformRun]) -> None:
+    dialect, run = typed_run
+    expected = EXPECTED_TYPED[dialect]
+    checks = run.by_key()
+    for key, (allowed, certain) in expected.properties.items():
+        assert key in checks, f"{dialect}: {key} was not run"
+        rules = _rules(checks[key])
+        assert checks[key]["verdict"] == "fail" and certain in rules, (dialect, key, sorted(rules))
+        assert rules <= allowed, f"{dialect} {key}: unexplained rules {sorted(rules - allowed)}"
+    named = {(f.get("evidence") or {}).get("schema_rule") for c in checks.values() for f in c["findings"] if f["rule"] == "response.schema"}
+    assert named == set(expected.schema_rules), (dialect, sorted(map(str, named)))
+
+
+def test_typed_root_causes(typed_run: tuple[str, ConformRun]) -> None:
+    """The streaming fault is one root cause (the terminator missing from a JSON body is its
+    consequence, not a second cause); an optional feature ignored is never a cause of failure."""
+    dialect, run = typed_run
+    causes = run.document["root_causes"]
+    errors = [c["rule"] for c in causes if c["severity"] == "error"]
+    assert len(errors) == len(set(errors)), errors
+    assert "stream.terminator_missing" not in errors
+    assert not {"tools.choice_ignored", "param.response_format"} & set(errors), errors
+    streaming = "http.content_type" if dialect == "anthropic-messages" else "http.status"
+    assert streaming in errors, errors

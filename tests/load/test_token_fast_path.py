@@ -13,7 +13,6 @@ quotes, backslashes, control characters and non-ASCII text, raw or escaped.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import ExitStack
 from typing import Any
 
 import orjson
@@ -26,7 +25,7 @@ from chatprobe.server.faults import Fault
 from chatprobe.server.runner import running_server
 from chatprobe.sse import SSEDecoder
 from chatprobe.streams import StreamValidator
-from tests.catalogue import cases, trigger
+from tests.catalogue import cases, fault_servers, trigger
 
 # huge-frame sends 50 MB (the decoder stops at its buffer limit) and stall waits
 # for a read timeout: neither says anything about token shapes.
@@ -79,14 +78,8 @@ def chunkings(raw: bytes) -> Iterator[list[bytes]]:
 @pytest.fixture(scope="module")
 def servers() -> Iterator[dict[str, str]]:
     """One reference server per fault, started when first needed and kept for the module."""
-    with ExitStack() as stack:
-
-        class Lazy(dict[str, str]):
-            def __missing__(self, name: str) -> str:
-                self[name] = stack.enter_context(running_server(faults=[name]))
-                return self[name]
-
-        yield Lazy()
+    with fault_servers() as urls:
+        yield urls
 
 
 @pytest.mark.parametrize(("fault", "dialect"), CASES, ids=[f"{f.name}-{d}" for f, d in CASES])

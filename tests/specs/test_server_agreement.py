@@ -25,6 +25,7 @@ from chatprobe.strategies import (
     probe_body,
     valid_requests,
 )
+from chatprobe.streams import validator
 
 runner = pytest.importorskip("chatprobe.server.runner")
 
@@ -52,8 +53,15 @@ def is_stream(response: httpx.Response) -> bool:
     return response.headers.get("content-type", "").startswith("text/event-stream")
 
 
-def stream_problems(profile: Profile, response: httpx.Response) -> list[str]:
-    """Every event's data validated against the chunk schema, terminator handling."""
+def stream_problems(profile: Profile, response: httpx.Response, request: dict[str, Any] | None = None) -> list[str]:
+    """Every event's data validated against the chunk schema, terminator handling; a typed-event
+    dialect's stream through its state machine (every event against its schema and the order)."""
+    if profile.typed:
+        machine = validator(profile, request)
+        typed_decoder = SSEDecoder()
+        machine.feed(typed_decoder.feed(response.content) + typed_decoder.close())
+        machine.finish(complete=True)
+        return [f"{f.rule}: {f.message}" for f in machine.findings if f.severity == Severity.ERROR]
     decoder = SSEDecoder()
     events = decoder.feed(response.content) + decoder.close()
     chunk = profile.validator("chunk")
@@ -96,7 +104,7 @@ def test_valid_requests_are_served_and_the_output_validates(client: httpx.Client
         assert 200 <= response.status_code < 300, f"{response.status_code} {response.text[:300]} for {spec.body}"
         if spec.stream:
             assert is_stream(response), response.headers.get("content-type")
-            assert stream_problems(profile, response) == []
+            assert stream_problems(profile, response, spec.body) == []
         else:
             errors = profile.validator("response").errors(response.json())
             assert errors == [], describe(errors)

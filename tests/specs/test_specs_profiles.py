@@ -14,7 +14,9 @@ EXAMPLE = specs_dir() / "profiles" / "examples" / "my-gateway.yaml"
 
 
 def test_bundled_profiles() -> None:
-    assert bundled_dialects() == ["adaptive", "atoma", "elastic-chat", "elastic-completion", "openai"]
+    assert bundled_dialects() == [
+        "adaptive", "anthropic-messages", "atoma", "elastic-chat", "elastic-completion", "openai", "openai-responses",
+    ]
     for name in bundled_dialects():
         profile = load_profile(name)
         assert profile.dialect == name

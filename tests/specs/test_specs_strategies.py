@@ -68,6 +68,16 @@ def test_every_breakage_is_reachable_and_named_once() -> None:
     assert not any(r.endswith((".minimum", ".maximum")) for r in (b.rule for b in breakages("elastic-chat")))
 
 
+def test_a_range_is_broken_just_past_the_dialects_own_bound() -> None:
+    """The first value (the one test_invalid_request_rejected sends) is just past the dialect's
+    published bound: Anthropic's temperature is 0..1, so 1.01 — 2.01 would pass a server that
+    checks OpenAI's 0..2 on the Messages endpoint."""
+    values = {d: {b.rule: b.values for b in breakages(d)} for d in ("anthropic-messages", "openai", "openai-responses")}
+    assert values["anthropic-messages"]["temperature.maximum"][0] == 1.01
+    assert values["openai"]["temperature.maximum"][0] == values["openai-responses"]["temperature.maximum"][0] == 2.01
+    assert all(v["top_p.maximum"][0] == 1.01 and v["temperature.minimum"][0] == -0.01 for v in values.values())
+
+
 def test_conversation_tool_messages_answer_earlier_calls() -> None:
     @FAST
     @given(valid_requests("openai", features={"tools"}))

@@ -47,6 +47,13 @@ def _crlf_keepalive(n: int) -> bytes:
     return b"".join(out)
 
 
+def _typed(n: int, names: tuple[bytes, ...] = (b"content_block_delta", b"response.output_text.delta")) -> bytes:
+    """Named events, as the typed dialects write them (event: <type> + data: <json>)."""
+    return b"".join(
+        b"event: " + names[i % len(names)] + b"\ndata: " + _chunk(_WORDS[i % 6]) + b"\n\n" for i in range(n)
+    )
+
+
 def _same_every_way(stream: bytes, max_buffer: int | None = None) -> Outcome:
     """Decode ``stream`` whole, in pieces of several sizes and byte by byte, and
     check that every way gives the same events, findings and counters."""
@@ -87,6 +94,42 @@ def test_elastic_stream_with_a_bom_before_every_event() -> None:
     assert [f.offset for f in out.findings] == [
         e.offset for e in out.events[1 : 1 + len(out.findings)]
     ]
+
+
+def test_typed_stream_of_named_events() -> None:
+    out = _same_every_way(b"event: message_start\ndata: {}\n\n" + _typed(30) + b"event: ping\ndata: {}\n\n")
+    assert len(out.events) == 32 and out.findings == []
+    assert [e.type for e in out.events[:3]] == ["message_start", "content_block_delta", "response.output_text.delta"]
+    assert json.loads(out.events[2].data)["choices"][0]["delta"]["content"] == " café"
+    assert all(a.end == b.offset for a, b in zip(out.events, out.events[1:], strict=False))
+
+
+@pytest.mark.parametrize(
+    "odd",
+    [
+        b"event: \ndata: {}\n\n",  # an empty name: type message
+        b"event:x\ndata: {}\n\n",  # no space: the same name, not the bulk shape
+        b"event: a:b\ndata: {}\n\n",  # a colon in the name is part of it
+        b"event:  x\ndata: {}\n\n",  # a second space is part of the name
+        b"event: x\nevent: y\ndata: {}\n\n",  # the last name wins
+        b"event: x\nid: 4\ndata: {}\n\n",  # a field between the two lines
+        b"event: x\ndata: a\ndata: b\n\n",  # two data lines
+        b"event: x\n\n",  # a name without data: no event
+        b"event: x\ndata: {}\n\n\n",  # an extra blank line
+        b"event: \xff\ndata: {}\n\n",  # invalid UTF-8 in the name
+        b"event: x\ndata: caf\xe9\n\n",  # ... and in the value
+        b"event: \xef\xbb\xbfx\ndata: {}\n\n",  # a BOM in the name
+        b"event: x\ndata: \xef\xbb\xbf\n\n",  # ... and in the value
+        b"event: x\rdata: {}\n\n",  # a CR line end inside the block
+        b"event: x\ndata: {}\r\n\r\n",  # CRLF after LF
+        b"\xef\xbb\xbfevent: message\ndata: {}\n\n",  # Elastic's BOM shape
+        b"event: message\ndata: {}\n\n",  # Elastic's shape: also a named block
+        b": keep-alive\n\n",
+    ],
+)
+def test_a_block_the_named_path_must_read_as_the_standard_says(odd: bytes) -> None:
+    out = _same_every_way(_typed(4) + odd + _typed(4))
+    assert len(out.events) >= 8
 
 
 def test_elastic_stream_without_boms_and_with_crlf() -> None:

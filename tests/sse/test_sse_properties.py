@@ -56,10 +56,14 @@ def _block(draw: st.DrawFn, eol: bytes) -> bytes:
     """A block of one of the shapes the decoder takes in bulk (usually with a
     clean value; sometimes a BOM, invalid UTF-8 or a colon in it), or a block
     that breaks a run: a keep-alive, an id line, a second data line, a blank."""
-    kind = draw(st.sampled_from(["data", "data", "data", "bom", "event", "break"]))
+    kind = draw(st.sampled_from(["data", "data", "data", "bom", "event", "named", "named", "break"]))
     value = draw(st.one_of(st.text('ab{}":é日 ', max_size=6).map(str.encode), _VALUES))
     if kind == "data":
         return b"data: " + value + eol + eol
+    if kind == "named":  # the typed dialects' event: <type> blocks (names odd at times)
+        name = draw(st.one_of(st.sampled_from([b"content_block_delta", b"response.output_text.delta", b"x"]),
+                              st.text("ab:é ", max_size=4).map(str.encode), _VALUES))
+        return b"event: " + name + eol + b"data: " + value + eol + eol
     if kind == "bom":
         return _BOM + b"event: message" + eol + b"data: " + value + eol + eol
     if kind == "event":

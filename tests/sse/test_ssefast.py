@@ -231,6 +231,111 @@ def test_scan_leaks_no_references_and_no_memory() -> None:
     assert after - base < 64 * 1024  # a leak of one object per call would be MBs
 
 
+def reference_scan_named(
+    region: bytes, start: int, stop: int, pos: int, last_id: str, first: int | None, arrival: int | None,
+) -> tuple[list[Event], int, int]:  # fmt: skip
+    """scan_named() written plainly: take blocks while each is event: <name> LF data: <value>
+    LF LF, the name not empty, neither holding CR, LF or BOM, both decoding as UTF-8."""
+    events: list[Event] = []
+    at = start
+    stamp = first
+    while True:
+        end = region.find(b"\n\n", at, stop)
+        if end < 0:
+            break
+        head, sep, tail = region[at:end].partition(b"\ndata: ")
+        if not (sep and head.startswith(b"event: ")):
+            break
+        name, value = head[len(b"event: "):], tail
+        if not name or any(x in name + value for x in (b"\n", b"\r", _BOM)):
+            break
+        try:
+            text, kind = value.decode("utf-8"), name.decode("utf-8")
+        except UnicodeDecodeError:
+            break
+        nxt = pos + (end + 2 - at)
+        events.append(Event(kind, text, last_id, pos, nxt, stamp, None))
+        at, pos, stamp = end + 2, nxt, arrival
+    return events, at, pos
+
+
+_NAMES = st.one_of(
+    st.sampled_from([b"content_block_delta", b"response.output_text.delta", b"message", b"a:b", b" x"]),
+    _VALUES,
+)
+
+
+@st.composite
+def _named_runs(draw: st.DrawFn) -> tuple[bytes, int, int]:
+    blocks = draw(st.lists(st.tuples(_NAMES, _VALUES), max_size=8))
+    body = b"".join(b"event: " + n + b"\ndata: " + v + b"\n\n" for n, v in blocks)
+    other = draw(st.sampled_from([b"", b": keep-alive\n", b"event: x\n", b"event: x\ndata: y\n", b"id: 1\n\n"]))
+    lead = draw(st.sampled_from([b"", b"junk"]))
+    region = lead + body + other
+    stop = draw(st.sampled_from([len(region), len(lead) + len(body), max(len(region) - 1, len(lead))]))
+    return region, len(lead), stop
+
+
+@settings(max_examples=400, deadline=None)
+@given(run=_named_runs(), pos=st.integers(0, 2**40), last_id=st.sampled_from(["", "7", "é"]))
+def test_scan_named_matches_a_plain_reading_in_c_and_in_python(
+    run: tuple[bytes, int, int], pos: int, last_id: str
+) -> None:
+    region, start, stop = run
+    args = (region, start, stop, pos, last_id, 11, 22)
+    expected = reference_scan_named(*args)
+    assert chatprobe.sse._named_py(*args, Event) == expected
+    if chatprobe.sse._scan_named_c is not None:
+        got = chatprobe.sse._scan_named_c(*args, Event)
+        assert got == expected
+        assert all(type(e) is Event for e in got[0])
+
+
+@needs_ext
+def test_scan_named_checks_its_arguments_and_leaks_nothing() -> None:
+    scan = chatprobe.sse._scan_named_c
+    assert scan is not None
+    ok = (b"event: x\ndata: y\n\n", 0, 17, 0, "", None, None, Event)
+    for index, bad in ((0, "event"), (1, 0.0), (3, None), (4, b""), (5, "1"), (7, list)):
+        args = list(ok)
+        args[index] = bad
+        with pytest.raises(TypeError):
+            scan(*args)
+    for index, bad in ((1, -1), (2, 99), (3, -1)):
+        args = list(ok)
+        args[index] = bad
+        with pytest.raises(ValueError):
+            scan(*args)
+    with pytest.raises(TypeError):
+        scan(*ok[:-1])
+    region = b"event: content_block_delta\ndata: " + b"v" * 300 + b"\n\n" + b"event: \xff\ndata: v\n\n"
+    last_id = "".join(["id-", "42"])
+    stamp = 10**30
+    args = (region, 0, len(region), 5, last_id, stamp, stamp + 1, Event)
+
+    def run(n: int) -> None:
+        for _ in range(n):
+            events, _at, _pos = scan(*args)
+            assert len(events) == 1
+
+    run(1000)
+    gc.collect()
+    watched = (region, last_id, stamp, Event)
+    before = [sys.getrefcount(o) for o in watched]
+    tracemalloc.start()
+    try:
+        run(100)
+        gc.collect()
+        base, _ = tracemalloc.get_traced_memory()
+        run(100_000)
+        gc.collect()
+        after, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert [sys.getrefcount(o) for o in watched] == before
+    assert after - base < 64 * 1024
+
+
 def test_the_decoder_falls_back_when_the_extension_cannot_be_imported(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -240,8 +345,9 @@ def test_the_decoder_falls_back_when_the_extension_cannot_be_imported(
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    assert module.ACCELERATED is False and module._scan_c is None
-    stream = b"data: a\n\n" * 50 + b"\xef\xbb\xbfevent: message\ndata: b\n\n: c\n\ndata: d\n\n"
+    assert module.ACCELERATED is False and module._scan_c is None and module._scan_named_c is None
+    stream = (b"data: a\n\n" * 50 + b"\xef\xbb\xbfevent: message\ndata: b\n\n: c\n\ndata: d\n\n"
+              + b"event: ping\ndata: {}\n\n" * 20)
     decoder = module.SSEDecoder()
     events = [e for i in range(0, len(stream), 64) for e in decoder.feed(stream[i : i + 64])]
     assert [(e.type, e.data, e.id, e.retry) for e in events] == reference_events(stream)

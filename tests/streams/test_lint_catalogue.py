@@ -13,8 +13,7 @@ import pytest
 from chatprobe.cli import main
 from chatprobe.client import Client, Limits
 from chatprobe.server.faults import Fault
-from chatprobe.server.runner import running_server
-from tests.catalogue import cases, trigger
+from tests.catalogue import cases, fault_servers, trigger
 
 # Rules a captured stream shows by itself (the others need the HTTP exchange
 # or the request's semantics: the conformance suite covers them).
@@ -42,17 +41,8 @@ CASES = [(f, d) for f, d in cases() if lintable(f) and "api_key" not in f.needs]
 @pytest.fixture(scope="module")
 def servers() -> Iterator[dict[str, str]]:
     """One reference server per fault, started lazily and kept for the module."""
-    from contextlib import ExitStack
-
-    with ExitStack() as stack:
-        urls: dict[str, str] = {}
-
-        class Lazy(dict[str, str]):
-            def __missing__(self, name: str) -> str:
-                urls[name] = stack.enter_context(running_server(faults=[name]))
-                return urls[name]
-
-        yield Lazy()
+    with fault_servers() as urls:
+        yield urls
 
 
 def capture(url: str, fault: Fault, dialect: str, tmp_path: Path) -> tuple[Path, Path]:

@@ -81,6 +81,38 @@ def test_stop_judged_against_the_unstopped_answer(stopped: str, expected: list[t
         assert finding.evidence["text_without_stop"] == "Hello world foo bar"
 
 
+def message(text: str, stop_reason: str, stop_sequence: str | None = None, *, stream: bool = False) -> Outcome:
+    """An Anthropic Messages answer (non-stream body, or a stream's result)."""
+    profile = load_profile("anthropic-messages")
+    if stream:
+        choice = ChoiceState(0, text=text, finish_reason=profile.canonical_finish(stop_reason), native_finish=stop_reason)
+        return Outcome(stream=StreamResult(choices={0: choice}), profile=profile)
+    body = {"id": "msg_1", "type": "message", "role": "assistant", "model": "m",
+            "content": [{"type": "text", "text": text}], "stop_reason": stop_reason, "stop_sequence": stop_sequence,
+            "usage": {"input_tokens": 5, "output_tokens": 3}}
+    return Outcome(response=body, profile=profile)
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["non_stream", "stream"])
+@pytest.mark.parametrize(
+    ("stopped", "reason", "expected"),
+    [
+        ("Hello ", "stop_sequence", []),
+        ("Hello ", "end_turn", [("param.stop_reason", "error")]),  # ended at the stop, says natural end
+        ("Hello world foo bar", "end_turn", [("param.stop_ignored", "error")]),  # ignored: that finding only
+        ("Goodbye ", "end_turn", [("param.stop_cut", "error")]),  # another answer: a natural end may be right
+    ],
+)
+def test_a_dialects_own_stop_reason_for_a_stop_sequence(stopped: str, reason: str, stream: bool,
+                                                         expected: list[tuple[str, str]]) -> None:
+    first = message("Hello world foo bar", "max_tokens", stream=stream)
+    request = {"stop_sequences": ["world"], "max_tokens": 24}
+    found = stop_sequence_findings(first, message(stopped, reason, stream=stream), request, "world")
+    assert rules(found) == expected
+    # chat completions tell no stop reason of their own: "stop" either way, nothing more to judge
+    assert rules(stop_sequence_findings(FIRST, answer("Hello "), STOP_REQ, "world")) == []
+
+
 def cut_stream(reason: str) -> Outcome:
     res = StreamResult(choices={0: ChoiceState(0, text="Hel")}, cut=reason)
     return Outcome(stream=res)

@@ -22,13 +22,15 @@ from chatprobe.inputs import bounded_int
 from chatprobe.specs import Profile, bundled_dialects, load_profile
 from chatprobe.sse import Event, SSEDecoder
 from chatprobe.streams import StreamValidator
+from chatprobe.streams import validator as stream_validator
+from chatprobe.typed.base import TypedValidator
 
 READ_SIZE = 64 * 1024
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("file", metavar="FILE|-", help="the captured stream ('-' for standard input)")
-    parser.add_argument("--dialect", choices=bundled_dialects(), help="the stream's dialect (default: recognised)")
+    parser.add_argument("--dialect", choices=bundled_dialects(preview=True), help="the stream's dialect (default: recognised)")
     parser.add_argument("--profile", metavar="FILE", help="a profile YAML describing another vendor's dialect")
     parser.add_argument(
         "--request",
@@ -56,13 +58,19 @@ def _read_request(path: str | None) -> dict[str, Any] | None:
 
 
 def recognise_dialect(events: list[Event]) -> str:
-    """Elastic's wrapper keys give the dialect away; anything else is read as openai."""
+    """Elastic's wrapper keys give the dialect away, and so do the typed events' types
+    (Anthropic's message_start ..., OpenAI's response.*); anything else is read as openai."""
     for ev in events:
         try:
             obj = orjson.loads(ev.data)
         except orjson.JSONDecodeError:
             continue
         if isinstance(obj, dict):
+            kind = obj.get("type")
+            if isinstance(kind, str) and kind.startswith("response."):
+                return "openai-responses"
+            if kind in ("message_start", "content_block_start", "content_block_delta", "message_delta", "ping"):
+                return "anthropic-messages"
             if "chat_completion" in obj:
                 return "elastic-chat"
             if "completion" in obj:
@@ -79,7 +87,7 @@ def lint(
 ) -> dict[str, Any]:
     """Decode and validate a whole stream; return the JSON report (bounded memory)."""
     decoder = SSEDecoder(max_buffer=max_frame_bytes)
-    validator: StreamValidator | None = StreamValidator(profile, request) if profile is not None else None
+    validator: StreamValidator | TypedValidator | None = stream_validator(profile, request) if profile is not None else None
     pending: list[Event] = []  # only until the dialect is known
     events = 0
     while not decoder.stopped:
@@ -94,7 +102,7 @@ def lint(
         if validator is None:
             pending.extend(new)
             if pending or not block:
-                validator = StreamValidator(recognise_dialect(pending), request)
+                validator = stream_validator(recognise_dialect(pending), request)
                 validator.feed(pending)
                 pending = []
         else:
@@ -102,7 +110,7 @@ def lint(
         if not block:
             break
     if validator is None:  # the decoder stopped (a frame over the limit) before the dialect was known
-        validator = StreamValidator(recognise_dialect(pending), request)
+        validator = stream_validator(recognise_dialect(pending), request)
         validator.feed(pending)
     validator.finish(complete=not decoder.stopped, end_offset=decoder.bytes_fed)
     findings: list[Finding] = list(decoder.findings) + validator.findings

@@ -80,7 +80,7 @@ from chatprobe.loadplan import LoadSettings
 from chatprobe.metrics import RequestRecord, resolve_output_tokens
 from chatprobe.specs import Profile, load_profile
 from chatprobe.sse import SSEDecoder
-from chatprobe.streams import StreamValidator
+from chatprobe.streams import validator as stream_validator
 from chatprobe.traces import prompt_words, read_trace
 from chatprobe.workload import WorkItem, WorkloadSpec, build_workload
 
@@ -281,7 +281,7 @@ class Exchange:
         self.stream = req.stream
         self.decoding = False  # a 200 stream: body bytes go to the SSE decoder
         self.decoder = SSEDecoder()
-        self.validator = StreamValidator(profile, req.body, check_schema=check_schema)
+        self.validator = stream_validator(profile, req.body, check_schema=check_schema)
         self.check_schema = check_schema
         self.body: list[bytes] = []
         self.pending: list[bytes] = []  # body pieces of the recv() being parsed
@@ -373,7 +373,7 @@ class Exchange:
         raw = b"".join(self.body)
         found, body = response_body_findings(raw, self.status, self.validator.profile,
                                              check_schema=self.check_schema)
-        outcome = Outcome(found, response=body)
+        outcome = Outcome(found, response=body, profile=self.validator.profile)
         choices = choices_of(outcome)
         failure = None
         for f in found:
@@ -426,7 +426,7 @@ def reply_text(ex: Exchange) -> str:
         body = orjson.loads(b"".join(ex.body))
     except orjson.JSONDecodeError:
         return ""
-    for choice in choices_of(Outcome([], response=body)):
+    for choice in choices_of(Outcome([], response=body, profile=ex.validator.profile)):
         return choice.text
     return ""
 

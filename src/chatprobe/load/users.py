@@ -65,11 +65,13 @@ from chatprobe.metrics import RequestRecord, clock_offset_ns
 
 __all__ = [
     "AdaptiveUser",
+    "AnthropicMessagesUser",
     "AtomaUser",
     "ChatUser",
     "ElasticChatUser",
     "ElasticCompletionUser",
     "MasterInbox",
+    "OpenAIResponsesUser",
     "OpenAIUser",
     "OpenLoopUser",
     "PlanShape",
@@ -252,6 +254,16 @@ class AtomaUser(ChatUser):
     dialect = "atoma"
 
 
+class AnthropicMessagesUser(ChatUser):
+    abstract = True  # concrete in a locustfile, or through user_classes_for
+    dialect = "anthropic-messages"
+
+
+class OpenAIResponsesUser(ChatUser):
+    abstract = True  # concrete in a locustfile, or through user_classes_for
+    dialect = "openai-responses"
+
+
 class OpenLoopUser(User):
     """One per process: schedules requests at the planned rate (constant or Poisson).
 
@@ -366,7 +378,9 @@ class SessionUser(User):
 
 
 _DIALECT_USERS: dict[str, type[ChatUser]] = {
-    c.dialect: c for c in (OpenAIUser, ElasticChatUser, ElasticCompletionUser, AdaptiveUser, AtomaUser)
+    c.dialect: c
+    for c in (OpenAIUser, ElasticChatUser, ElasticCompletionUser, AdaptiveUser, AtomaUser, AnthropicMessagesUser,
+              OpenAIResponsesUser)
 }
 
 

@@ -8,13 +8,16 @@ Routes (one port, every dialect):
 * ``POST /_inference/{task_type}/{id}/_stream`` (task_type ``completion``) and
   ``POST /_inference/{id}/_stream`` — elastic-completion (``?timeout=``);
 * ``POST /api/v1/chat/completions`` — adaptive;
+* ``POST /v1/messages`` — anthropic-messages; ``POST /v1/responses`` —
+  openai-responses (typed event streams, :mod:`chatprobe.server.typed`);
 * control plane (never behind the API key: it is the harness's, not the
   dialect's): ``GET /_chatprobe/health``, ``GET`` / ``DELETE /_chatprobe/truth``;
   ``GET /metrics``: Prometheus text in vLLM's names (server/metrics.py; as
   vLLM's, not behind the API key).
 
 With an API key every dialect route requires ``Authorization: Bearer KEY``
-(Elastic routes also take ``ApiKey KEY``).
+(Elastic routes also take ``ApiKey KEY``; anthropic-messages takes ``x-api-key: KEY``
+instead, as Anthropic's API does).
 A ``Content-Type`` other than JSON is answered 415; a missing one is
 accepted (curl's ``-d`` sends a form type; we do not guess). Unknown paths
 get 404 JSON, wrong methods 405, both in the path's dialect envelope when it
@@ -57,7 +60,7 @@ from typing import Any
 
 import orjson
 
-from chatprobe.server import chunks, faults, generate, validate
+from chatprobe.server import chunks, faults, generate, typed, validate
 from chatprobe.server.chunks import CHUNK, ERROR, HUGE, RESET, STALL, TRUNCATE, Item
 from chatprobe.server.faults import FaultHooks
 from chatprobe.server.generate import DEFAULT_MAX_OUTPUT_TOKENS, Plan
@@ -162,7 +165,7 @@ class ReferenceApp:
     def __init__(self, options: ServerOptions) -> None:
         self.options = options
         names = faults.validate_names(options.faults)
-        self.hooks = {d: FaultHooks(names, d) for d in faults.ALL}
+        self.hooks = {d: FaultHooks(names, d) for d in faults.DIALECTS}
         self.capacity = Capacity(options.max_concurrency, options.itl_per_active_ms, options.max_queue,
                                  options.max_concurrent_streams)
         for hooks in self.hooks.values():
@@ -222,9 +225,10 @@ class ReferenceApp:
         route = _route(scope["path"])
         dialect = route[0] if route is not None else "openai"
         body = validate.error_body(dialect, _SHUTTING_DOWN)
+        status = validate.status_for(dialect, 503)
         with contextlib.suppress(RuntimeError, OSError, TimeoutError):
             async with asyncio.timeout(0.2):
-                await _json(send, 503, body, [(b"retry-after", b"1"), (b"connection", b"close")])
+                await _json(send, status, body, [(b"retry-after", b"1"), (b"connection", b"close")])
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self.options.freeze_gc and not self._freezing:
@@ -255,10 +259,11 @@ class ReferenceApp:
         hooks = self.hooks[dialect]
         try:
             if self.options.api_key is not None and hooks.enforce_auth and (
-                headers.get(b"authorization") not in _credentials(dialect, self.options.api_key)
+                headers.get(_AUTH_HEADER.get(dialect, b"authorization"))
+                not in _credentials(dialect, self.options.api_key)
             ):
-                raise RequestError(401, "missing or invalid API key (Authorization: Bearer KEY)",
-                                   None, "auth", "invalid_api_key")
+                how = "x-api-key: KEY" if dialect == typed.MESSAGES else "Authorization: Bearer KEY"
+                raise RequestError(401, f"missing or invalid API key ({how})", None, "auth", "invalid_api_key")
             if params.get("models"):
                 if method != "GET":
                     raise RequestError(405, f"method {method} not allowed", None, "path")
@@ -307,6 +312,10 @@ class ReferenceApp:
         try:
             if dialect == "elastic-completion":
                 validate.validate_completion(body)
+            elif dialect == typed.MESSAGES:
+                validate.validate_messages(body)
+            elif dialect == typed.RESPONSES:
+                validate.validate_responses(body)
             else:
                 validate.validate_chat(body, dialect)
         except RequestError as error:
@@ -324,12 +333,19 @@ class ReferenceApp:
             return
         # Planned at once, and the body dropped: an open request holds its plan, not its body.
         model = body.get("model") if isinstance(body.get("model"), str) else None
+        reasoning, reasoning_field, source = self.reasoning_tokens, self.options.reasoning_field, body
+        if dialect in typed.TYPED and isinstance(body, dict):  # read as a chat body (server/typed.py)
+            source, asked = typed.chat_body(body, dialect)
+            reasoning, reasoning_field = typed.reasoning_for(asked, self.reasoning_tokens), "reasoning"
         plan = generate.make_plan(
-            body, dialect=dialect, model=model or params.get("inference_id") or self.options.model,
+            source, dialect=dialect, model=model or params.get("inference_id") or self.options.model,
             server_seed=self.options.seed, created=int(time.time()), quirks=hooks.quirks,
             max_output_tokens=self.options.max_output_tokens,
-            reasoning_tokens=self.reasoning_tokens, reasoning_field=self.options.reasoning_field,
+            reasoning_tokens=reasoning, reasoning_field=reasoning_field,
             tokenizer=self.tokenizer)
+        del source
+        if dialect in typed.TYPED and isinstance(body, dict):
+            plan.extra = typed.echo_fields(body, dialect)
         stream = dialect.startswith("elastic") or body.get("stream") is True
         request = {"tool_choice": body.get("tool_choice")}  # all the fault hooks read of it
         del body
@@ -416,11 +432,15 @@ class ReferenceApp:
             record.started_ns = time.perf_counter_ns()
             answer_step = plan.choices[0].reasoning if plan.reasoning_field is not None and plan.choices else 0
             record.reasoning_tokens = sum(c.reasoning for c in plan.choices)
+            # A typed request that asked for reasoning without serve --reasoning-ms: its answer
+            # follows its reasoning at the ITL (no reasoning time to wait for).
             schedule = Schedule(record.started_ns, self.ttft_ns, self.itl_ns, self.jitter_ns,
                                 self.capacity, plan.choices[0].token_count if plan.choices else 0,
-                                answer_step, self.reasoning_ns)
+                                answer_step if self.reasoning_ns else 0, self.reasoning_ns)
             if stream:
-                items = hooks.items(chunks.stream_items(plan, dialect, hooks.sequential), plan, request)
+                source = (typed.stream_items(plan, dialect) if dialect in typed.TYPED
+                          else chunks.stream_items(plan, dialect, hooks.sequential))
+                items = hooks.items(source, plan, request)
                 answered = await self._stream(receive, send, hooks, items, record, schedule,
                                               response_headers, answer_step)
             else:
@@ -429,7 +449,8 @@ class ReferenceApp:
                 delay = due - time.perf_counter_ns()
                 if delay > 0:
                     await asyncio.sleep(delay / 1e9)
-                skeleton = chunks.response_body(plan, dialect)
+                skeleton = (typed.response_body(plan, dialect) if dialect in typed.TYPED
+                            else chunks.response_body(plan, dialect))
                 skeleton = skeleton._replace(body=hooks.response(skeleton.body, request))
                 record.status = 200
                 await _send_parts(send, receive, chunks.body_parts(skeleton), response_headers)
@@ -487,7 +508,8 @@ class ReferenceApp:
             for item in items:
                 if item.step != step:
                     step = item.step
-                    delay = schedule.due(step) - time.perf_counter_ns()
+                    # step -1: a typed stream's opening events, written at once (before token 0)
+                    delay = schedule.due(step) - time.perf_counter_ns() if step >= 0 else 0
                     if delay > 0:
                         await flush()
                         await asyncio.sleep(delay / 1e9)
@@ -580,6 +602,10 @@ def _route(path: str) -> tuple[str, dict[str, str]] | None:
         return "openai", {"models": "1"}
     if path == "/api/v1/chat/completions":
         return "adaptive", {}
+    if path == "/v1/messages":
+        return typed.MESSAGES, {}
+    if path == "/v1/responses":
+        return typed.RESPONSES, {}
     parts = path.split("/")
     if len(parts) in (4, 5) and parts[1] == "_inference" and parts[-1] == "_stream" and all(parts[2:-1]):
         if len(parts) == 4:
@@ -590,10 +616,17 @@ def _route(path: str) -> tuple[str, dict[str, str]] | None:
     return None
 
 
+# The header a dialect's key travels in (others: Authorization).
+_AUTH_HEADER = {typed.MESSAGES: b"x-api-key"}
+
+
 def _credentials(dialect: str, key: str) -> tuple[bytes, ...]:
-    """The Authorization values that carry ``key``: Bearer, and for Elastic also ApiKey
-    (Elasticsearch's scheme for API keys, the profiles' elastic auth scheme)."""
+    """The values of the dialect's auth header that carry ``key``: Bearer, and for Elastic
+    also ApiKey (Elasticsearch's scheme for API keys, the profiles' elastic auth scheme);
+    anthropic-messages: the key itself (x-api-key, Anthropic API reference: Authentication)."""
     raw = key.encode()
+    if dialect == typed.MESSAGES:
+        return (raw,)
     if dialect.startswith("elastic"):
         return (b"Bearer " + raw, b"ApiKey " + raw)
     return (b"Bearer " + raw,)

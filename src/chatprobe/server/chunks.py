@@ -3,7 +3,8 @@
 The stream is a sequence of :class:`Item` in send order. ``step`` says when an
 item is due: content token *k* of every choice is due at step *k* (so ``n``
 choices come interleaved), a choice's finish chunk goes with its last token,
-and the usage chunk and terminator go with the last step. ``token`` marks the
+and the usage chunk and terminator go with the last step; step -1 (the typed
+dialects' opening events, :mod:`chatprobe.server.typed`) is written at once. ``token`` marks the
 items whose write time the truth records keep.
 
 Nothing here holds a whole answer: stream items are produced as the writer

@@ -10,7 +10,10 @@ merged over a plain valid request (``{"model", "messages": [user "hello"]}``;
 Elastic dialects drop ``stream`` / ``stream_options`` and read
 ``max_tokens`` as ``max_completion_tokens``). Faults needing server options
 say so in ``needs`` (``api_key``; ``model``: the server is started with a
-``--model`` and conform is told it).
+``--model`` and conform is told it). The typed dialects (anthropic-messages,
+openai-responses) have faults of their own (``messages-*``, ``responses-*``),
+their request fragments read as for the chat dialects (stop, tools, tool_choice
+and max_tokens in the dialect's own names and shapes).
 
 Faults are applied by :class:`FaultHooks` at fixed hook points, never by a
 second copy of the normal code path:
@@ -45,8 +48,8 @@ from chatprobe.server.chunks import (
     TRUNCATE,
     Item,
 )
-from chatprobe.server.generate import Plan, Quirks
-from chatprobe.server.validate import RequestError, error_body
+from chatprobe.server.generate import ARGUMENT_PIECE_CHARS, Plan, Quirks
+from chatprobe.server.validate import RequestError, error_body, status_for
 from chatprobe.server.wire import Framing
 
 ALL = ("openai", "elastic-chat", "elastic-completion", "adaptive", "atoma")
@@ -56,6 +59,10 @@ WITH_TOOLS = ("openai", "elastic-chat", "atoma")
 WITH_DONE = ("openai", "elastic-chat", "elastic-completion", "atoma")
 ELASTIC = ("elastic-chat", "elastic-completion")
 OPENAI = ("openai", "atoma")
+MESSAGES = ("anthropic-messages",)
+RESPONSES = ("openai-responses",)
+TYPED = (*MESSAGES, *RESPONSES)
+DIALECTS = (*ALL, *TYPED)  # every dialect the server speaks (ALL: the chat-shaped ones)
 
 WEATHER_TOOL = {"type": "function", "function": {
     "name": "get_weather", "description": "Current weather in a city",
@@ -80,6 +87,12 @@ NAMED_TOOL: dict[str, Any] = {
 STOP_REQUEST: dict[str, Any] = {
     "stream": True, "stop": ["STOP"],
     "messages": [{"role": "user", "content": "say: one two STOP three four"}]}
+# An output cap every typed dialect allows (the Responses API's max_output_tokens is at least 16)
+# and the reference server's answers always reach (16 + h % 33 tokens): the answer is cut.
+CAPPED: dict[str, Any] = {"stream": True, "max_tokens": 16}
+FORCED_TOOL: dict[str, Any] = {
+    "stream": True, "tools": [WEATHER_TOOL], "tool_choice": {"type": "function", "function": {"name": "get_weather"}}}
+REQUIRED_TOOL: dict[str, Any] = {"stream": True, "tools": [WEATHER_TOOL], "tool_choice": "required"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,7 +209,7 @@ CATALOGUE: tuple[Fault, ...] = (
     _f("logprobs-missing", "param.logprobs", OPENAI,
        "logprobs are requested but every chunk carries logprobs: null.",
        {"stream": True, "logprobs": True, "top_logprobs": 2}),
-    _f("response-format-ignored", "param.response_format", OPENAI,
+    _f("response-format-ignored", "param.response_format", (*OPENAI, "openai-responses"),
        "response_format is ignored: plain text comes back.",
        {"stream": True, "response_format": {"type": "json_object"}}),
     _f("unknown-path-200", "http.unknown_path", ALL,
@@ -239,6 +252,81 @@ CATALOGUE: tuple[Fault, ...] = (
        "With n > 1, only choice 0 gets a finish_reason in a stream.", {"stream": True, "n": 2}),
     _f("n-role-once", "stream.role_missing", OPENAI_LIKE,
        "With n > 1, only choice 0's first delta carries role: assistant.", {"stream": True, "n": 2}),
+    # --- typed streams: anthropic-messages (Anthropic API reference, Streaming Messages) ----------
+    _f("messages-no-message-stop", "stream.terminator_missing", MESSAGES,
+       "The stream ends after message_delta, without message_stop."),
+    _f("messages-delta-before-start", "stream.event_order", MESSAGES,
+       "The text block's first content_block_delta comes before its content_block_start."),
+    _f("messages-delta-after-stop", "stream.event_order", MESSAGES,
+       "A text_delta for the text block follows its content_block_stop."),
+    _f("messages-block-unclosed", "stream.block_unclosed", MESSAGES,
+       "The text block's content_block_stop is never sent."),
+    _f("messages-tool-input-invalid", "tools.arguments_invalid", MESSAGES,
+       "A tool_use block's second input_json_delta fragment is left out: the fragments assemble "
+       "into invalid JSON.", dict(FORCED_TOOL)),
+    _f("messages-bad-stop-reason", "stream.finish_reason_invalid", MESSAGES,
+       'stop_reason is "stop" (chat completions\' value), stream and non-stream.'),
+    _f("messages-usage-not-cumulative", "usage.not_cumulative", MESSAGES,
+       "Two message_delta events: the first reports output_tokens 2 more than were sent, the second "
+       "the true count (the cumulative count goes down)."),
+    _f("messages-usage-cap-undercount", "usage.completion_tokens", MESSAGES,
+       "An answer cut at max_tokens reports output_tokens one less than the cap (stream and non-stream).",
+       dict(CAPPED)),
+    _f("messages-event-name-mismatch", "stream.event_name", MESSAGES,
+       "The first content_block_delta's event: line names the event before it (ping)."),
+    _f("messages-midstream-error", "stream.error_event", MESSAGES,
+       "After 3 tokens the 200 stream sends event: error (overloaded_error) and ends: the framing "
+       "is legal, the request failed."),
+    _f("messages-stop-included", "param.stop_included", MESSAGES,
+       "The stop sequence is included at the end of the output (stop_reason stop_sequence).",
+       dict(STOP_REQUEST)),
+    _f("messages-stop-sequence-end-turn", "param.stop_reason", MESSAGES,
+       "An answer a stop sequence ended says stop_reason end_turn with stop_sequence null "
+       "(stream and non-stream).", dict(STOP_REQUEST)),
+    _f("messages-max-tokens-ignored", "param.max_tokens_ignored", MESSAGES,
+       "max_tokens is ignored.", dict(CAPPED)),
+    _f("messages-tool-use-end-turn", "tools.finish_reason", MESSAGES,
+       "A call the request required (tool_choice any) ends with stop_reason end_turn, not tool_use "
+       "(stream and non-stream).", dict(REQUIRED_TOOL)),
+    _f("messages-length-as-end-turn", "param.finish_not_length", MESSAGES,
+       "An answer cut by max_tokens says stop_reason end_turn, not max_tokens.", dict(CAPPED)),
+    # --- typed streams: openai-responses (OpenAI API reference, Responses: Streaming events) -------
+    _f("responses-no-completed", "stream.terminator_missing", RESPONSES,
+       "The stream ends after the last output_item.done, without response.completed."),
+    _f("responses-delta-before-item", "stream.event_order", RESPONSES,
+       "The first response.output_text.delta comes before the message's output_item.added and "
+       "content_part.added."),
+    _f("responses-delta-after-done", "stream.event_order", RESPONSES,
+       "A response.output_text.delta follows the message's content_part.done."),
+    _f("responses-item-unclosed", "stream.item_unclosed", RESPONSES,
+       "The message's response.output_item.done is never sent."),
+    _f("responses-arguments-invalid", "tools.arguments_invalid", RESPONSES,
+       "A function call's second arguments delta is left out, and its .done, output_item.done and "
+       "response.completed say the same: the arguments are invalid JSON.", dict(FORCED_TOOL)),
+    _f("responses-bad-incomplete-reason", "stream.finish_reason_invalid", RESPONSES,
+       'An answer cut by max_output_tokens says incomplete_details.reason "length" (stream and non-stream).',
+       dict(CAPPED)),
+    _f("responses-usage-cap-undercount", "usage.completion_tokens", RESPONSES,
+       "An answer cut at max_output_tokens reports output_tokens one less than the cap (total to match; "
+       "stream and non-stream).", dict(CAPPED)),
+    _f("responses-usage-wrong-total", "usage.totals", RESPONSES,
+       "total_tokens is input + output + 7 (stream and non-stream)."),
+    _f("responses-event-name-mismatch", "stream.event_name", RESPONSES,
+       "The first response.output_text.delta's event: line names the event before it."),
+    _f("responses-sequence-repeat", "stream.sequence_number", RESPONSES,
+       "The fifth event (the first output_text.delta) repeats the fourth's sequence_number."),
+    _f("responses-done-text-mismatch", "stream.done_mismatch", RESPONSES,
+       "response.output_text.done's text lacks the last character its deltas streamed."),
+    _f("responses-status-mismatch", "stream.response_status", RESPONSES,
+       'response.completed carries a response whose status is "in_progress".'),
+    _f("responses-midstream-error", "stream.error_event", RESPONSES,
+       "After 3 tokens the 200 stream sends an error event and ends: the framing is legal, the "
+       "request failed."),
+    _f("responses-max-tokens-ignored", "param.max_tokens_ignored", RESPONSES,
+       "max_output_tokens is ignored.", dict(CAPPED)),
+    _f("responses-incomplete-as-completed", "param.finish_not_length", RESPONSES,
+       "An answer cut by max_output_tokens ends with response.completed (status completed), not "
+       "response.incomplete.", dict(CAPPED)),
     # --- legal variants -------------------------------------------------------
     _v("crlf", "Lines end with CRLF."),
     _v("cr", "Lines end with a lone CR."),
@@ -273,7 +361,10 @@ assert all(f.rule is None or f.rule in RULES for f in CATALOGUE), "fault names a
 _QUIRKS = {"n-ignored": "ignore_n", "stop-ignored": "ignore_stop", "stop-included": "include_stop",
            "max-tokens-ignored": "ignore_max_tokens", "tool-choice-ignored": "ignore_tool_choice",
            "response-format-ignored": "ignore_response_format", "length-as-stop": "length_as_stop",
-           "stop-cut-early": "stop_cut_early", "stop-strips-space": "strip_before_stop"}
+           "stop-cut-early": "stop_cut_early", "stop-strips-space": "strip_before_stop",
+           "messages-stop-included": "include_stop", "messages-max-tokens-ignored": "ignore_max_tokens",
+           "responses-max-tokens-ignored": "ignore_max_tokens", "messages-length-as-end-turn": "length_as_stop",
+           "responses-incomplete-as-completed": "length_as_stop"}
 _ITEM_FAULTS = frozenset({
     "no-done", "data-after-done", "double-done", "truncated-event", "id-changes", "model-changes",
     "created-changes", "missing-role", "bad-finish-reason", "no-finish-reason",
@@ -284,6 +375,14 @@ _ITEM_FAULTS = frozenset({
     "logprobs-missing", "elastic-error-as-message", "elastic-midstream-error",
     "usage-length-undercount", "usage-prompt-zero", "usage-stream-differs", "n-unfinished-choice",
     "n-role-once", "n-sequential", "tool-named-finish-stop", "id-changes-under-load",
+    "messages-no-message-stop", "messages-delta-before-start", "messages-delta-after-stop",
+    "messages-block-unclosed", "messages-tool-input-invalid", "messages-bad-stop-reason",
+    "messages-usage-not-cumulative", "messages-usage-cap-undercount", "messages-midstream-error",
+    "messages-tool-use-end-turn", "messages-stop-sequence-end-turn", "responses-no-completed",
+    "responses-delta-before-item",
+    "responses-delta-after-done", "responses-item-unclosed", "responses-arguments-invalid",
+    "responses-bad-incomplete-reason", "responses-usage-cap-undercount", "responses-usage-wrong-total",
+    "responses-done-text-mismatch", "responses-status-mismatch", "responses-midstream-error",
 })
 HUGE_FRAME_BYTES = 50 * 1024 * 1024
 AFTER_TOKENS = 3  # reset / stall / mid-stream errors happen after this many tokens
@@ -340,6 +439,8 @@ class FaultHooks:
             empty_data_after=0 if on("empty-data") else -1,
             broken_json_event=1 if on("invalid-json-frame") else -1,
             invalid_utf8_event=1 if on("invalid-utf8") else -1,
+            stale_event_name=on("messages-event-name-mismatch") or on("responses-event-name-mismatch"),
+            sequence_repeat_event=4 if on("responses-sequence-repeat") else -1,
         )
         self.one_byte = on("one-byte-writes")
         # n-sequential: chunks.stream_items orders the choices itself (nothing buffered here)
@@ -371,7 +472,7 @@ class FaultHooks:
                 return None
             if on("out-of-range-500"):
                 error = RequestError(500, "internal error", None, "range", None)
-        status, body = error.status, error_body(self.dialect, error)
+        status, body = status_for(self.dialect, error.status), error_body(self.dialect, error)
         if on("error-envelope-detail"):
             body = {"detail": error.message}
         elif on("error-envelope-string"):
@@ -382,6 +483,8 @@ class FaultHooks:
 
     # --- hook 6: non-stream body ------------------------------------------------------
     def response(self, body: dict[str, Any], request: dict[str, Any] | None = None) -> dict[str, Any]:
+        if self.dialect in TYPED:
+            return self._typed_response(body)
         on = self.names.__contains__
         named = _named_tool_choice(request)
         if on("usage-wrong-total") and isinstance(body.get("usage"), dict):
@@ -429,7 +532,147 @@ class FaultHooks:
               request: dict[str, Any] | None = None) -> Iterator[Item]:
         if not self.item_faults:
             return items
+        if self.dialect in TYPED:
+            return self._typed_items(items, plan)
         return self._items(items, plan, _named_tool_choice(request))
+
+    def _typed_response(self, body: dict[str, Any]) -> dict[str, Any]:
+        """The typed dialects' faults on a non-stream Message / Response."""
+        on = self.names.__contains__
+        if "stop_reason" in body:  # a Message
+            self._stop_reason(body)
+            if on("messages-usage-cap-undercount") and body["stop_reason"] == "max_tokens":
+                body["usage"]["output_tokens"] -= 1
+        elif isinstance(body.get("usage"), dict):  # a Response
+            self._response_object(body)
+        return body
+
+    def _stop_reason(self, holder: dict[str, Any]) -> None:
+        on = self.names.__contains__
+        if on("messages-bad-stop-reason"):
+            holder["stop_reason"] = "stop"
+        if on("messages-tool-use-end-turn") and holder["stop_reason"] == "tool_use":
+            holder["stop_reason"] = "end_turn"
+        if on("messages-stop-sequence-end-turn") and holder["stop_reason"] == "stop_sequence":
+            holder["stop_reason"], holder["stop_sequence"] = "end_turn", None
+
+    def _response_object(self, response: dict[str, Any]) -> None:
+        """The usage and status faults on a Response (non-stream, or a terminal event's)."""
+        on = self.names.__contains__
+        usage = response.get("usage")
+        if isinstance(usage, dict):
+            if on("responses-usage-cap-undercount") and response.get("status") == "incomplete":
+                usage["output_tokens"] -= 1
+                usage["total_tokens"] -= 1
+            if on("responses-usage-wrong-total"):
+                usage["total_tokens"] += 7
+        details = response.get("incomplete_details")
+        if on("responses-bad-incomplete-reason") and isinstance(details, dict):
+            details["reason"] = "length"
+
+    def _typed_items(self, items: Iterator[Item], plan: Plan) -> Iterator[Item]:
+        """The typed dialects' stream faults (anthropic-messages, openai-responses): events
+        dropped, moved, added or edited; ``sequence_number`` is the encoder's (written after)."""
+        on = self.names.__contains__
+        tokens = 0
+        blocks: dict[int, str] = {}  # Messages: block index -> its type
+        held: list[Item] = []  # events moved after the first text delta
+        fragments: dict[Any, int] = {}  # tool input / arguments fragments seen, per block or item
+        broken: dict[str, str] = {}  # Responses: function call item id -> the arguments as sent
+        for item in items:
+            body = item.body
+            kind = body.get("type") if body is not None else None
+            if body is None or item.kind != CHUNK:
+                yield item
+                continue
+            # --- anthropic-messages
+            if kind == "content_block_start":
+                blocks[body["index"]] = body["content_block"]["type"]
+                if on("messages-delta-before-start") and blocks[body["index"]] == "text":
+                    held.append(item)
+                    continue
+            elif kind == "content_block_delta":
+                delta = body["delta"]
+                if delta["type"] == "input_json_delta" and on("messages-tool-input-invalid"):
+                    seen = fragments[body["index"]] = fragments.get(body["index"], 0) + 1
+                    if seen == 2:
+                        continue
+            elif kind == "content_block_stop":
+                text_block = blocks.get(body["index"]) == "text"
+                if text_block and on("messages-block-unclosed"):
+                    continue
+                if text_block and on("messages-delta-after-stop"):
+                    yield item
+                    late = {"type": "content_block_delta", "index": body["index"],
+                            "delta": {"type": "text_delta", "text": " late"}}
+                    yield Item(item.step, CHUNK, late, True)
+                    continue
+            elif kind == "message_delta":
+                self._stop_reason(body["delta"])
+                usage = body["usage"]
+                if on("messages-usage-cap-undercount") and body["delta"]["stop_reason"] == "max_tokens":
+                    usage["output_tokens"] -= 1
+                if on("messages-usage-not-cumulative"):
+                    yield item._replace(body={**body, "usage": {**usage, "output_tokens": usage["output_tokens"] + 2}})
+            elif kind == "message_stop" and on("messages-no-message-stop"):
+                continue
+            # --- openai-responses
+            elif kind in ("response.output_item.added", "response.content_part.added"):
+                message_item = body.get("item", {}).get("type") == "message" or kind == "response.content_part.added"
+                if message_item and on("responses-delta-before-item"):
+                    held.append(item)
+                    continue
+            elif kind == "response.function_call_arguments.delta" and on("responses-arguments-invalid"):
+                seen = fragments[body["item_id"]] = fragments.get(body["item_id"], 0) + 1
+                if seen == 2:
+                    broken[body["item_id"]] = ""  # filled in at .done
+                    continue
+            elif kind == "response.function_call_arguments.done" and body["item_id"] in broken:
+                arguments = body["arguments"]
+                piece = ARGUMENT_PIECE_CHARS
+                body["arguments"] = broken[body["item_id"]] = arguments[:piece] + arguments[2 * piece:]
+            elif kind == "response.output_text.done" and on("responses-done-text-mismatch"):
+                body["text"] = body["text"][:-1]
+            elif kind == "response.content_part.done" and on("responses-delta-after-done"):
+                yield item
+                late = {"type": "response.output_text.delta", "item_id": body["item_id"],
+                        "output_index": body["output_index"], "content_index": body["content_index"],
+                        "delta": " late", "logprobs": []}
+                yield Item(item.step, CHUNK, late, True)
+                continue
+            elif kind == "response.output_item.done":
+                if body["item"]["type"] == "message" and on("responses-item-unclosed"):
+                    continue
+                if body["item"].get("id") in broken:
+                    body["item"]["arguments"] = broken[body["item"]["id"]]
+            elif kind in ("response.completed", "response.incomplete"):
+                if on("responses-no-completed"):
+                    continue
+                response = body["response"]
+                self._response_object(response)
+                for output in response.get("output", []):
+                    if output.get("id") in broken:
+                        output["arguments"] = broken[output["id"]]
+                if on("responses-status-mismatch") and kind == "response.completed":
+                    response["status"] = "in_progress"
+            yield item
+            if item.token:
+                tokens += 1
+                if held:
+                    yield from held
+                    held.clear()
+                if tokens == AFTER_TOKENS and (on("messages-midstream-error") or on("responses-midstream-error")):
+                    yield Item(item.step, ERROR, self._typed_error(), False)
+                    return
+        yield from held
+
+    def _typed_error(self) -> dict[str, Any]:
+        """A mid-stream error event: Messages' {type: error, error: {type, message}} (Streaming
+        Messages, Error events), Responses' error event {type, code, message, param}."""
+        message = "the model backend failed mid-stream"
+        if self.dialect == "anthropic-messages":
+            return {"type": "error", "error": {"type": "overloaded_error", "message": message}}
+        return {"type": "error", "code": "server_error", "message": message, "param": None}
 
     def _items(self, items: Iterator[Item], plan: Plan, named: bool = False) -> Iterator[Item]:
         on = self.names.__contains__

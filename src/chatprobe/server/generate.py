@@ -170,6 +170,7 @@ class ChoicePlan:
     top_logprobs: int | None  # None: no logprobs requested
     message_id: str  # adaptive: message.id / completion_id
     reasoning: int = 0  # reasoning tokens streamed before the answer (serve --reasoning-ms)
+    stop_sequence: str | None = None  # the stop sequence that cut the text (finish_reason stop)
 
     @property
     def token_count(self) -> int:
@@ -307,14 +308,14 @@ def _pseudo_tokens(rng: Random, count: int, first: bool, vocab: tuple[str, ...] 
             yield word if first and i == 0 else " " + word
 
 
-def _cut_at_stop(text: Text, stops: list[str], quirks: Quirks) -> bool:
-    """Cut ``text`` before the earliest stop string (after it with ``include_stop``); False
-    if none occurs. The reply is joined once here (at most ``count`` tokens: bounded by the
+def _cut_at_stop(text: Text, stops: list[str], quirks: Quirks) -> str | None:
+    """Cut ``text`` before the earliest stop string (after it with ``include_stop``) and return
+    that string; None if none occurs. The reply is joined once here (at most ``count`` tokens: bounded by the
     output cap), then walked again keeping only the last few tokens, for the stop quirks."""
     joined = "".join(text)
     hits = [(joined.find(s), s) for s in stops if s and s in joined]
     if not hits:
-        return False
+        return None
     position, stop = min(hits)
     del joined
     end = position + len(stop) if quirks.include_stop else position
@@ -334,7 +335,7 @@ def _cut_at_stop(text: Text, stops: list[str], quirks: Quirks) -> bool:
     after = _after_stop(list(tail), quirks)
     text.count = before + len(after)
     text.last = after[-1] if after else None
-    return True
+    return stop
 
 
 def _after_stop(kept: list[str], quirks: Quirks) -> list[str]:
@@ -514,18 +515,25 @@ def _logprobs(rng: Random, tokens: Iterator[str], top: int) -> Iterator[TokenLog
         yield TokenLogprob(token, logprob, alternatives[:top])
 
 
+# A plan's id (a response's id, the truth record's key without X-Request-Id): the dialect's prefix.
+_ID_PREFIX = {"elastic-completion": "cmpl-", "anthropic-messages": "msg_", "openai-responses": "resp_"}
+# Dialects whose answers may reason first (openai, atoma: serve --reasoning-ms; the typed dialects
+# when the request asks for it: thinking / reasoning, server/typed.py).
+REASONING_DIALECTS = frozenset({"openai", "atoma", "anthropic-messages", "openai-responses"})
+
+
 def make_plan(
     body: dict[str, Any], *, dialect: str, model: str, server_seed: int, created: int,
     quirks: Quirks, max_output_tokens: int = DEFAULT_MAX_OUTPUT_TOKENS,
     reasoning_tokens: int = 0, reasoning_field: str = "reasoning_content",
     tokenizer: Any = None,
 ) -> Plan:
-    """The answer to ``body``. ``reasoning_tokens`` > 0 (openai and atoma only): each choice
+    """The answer to ``body``. ``reasoning_tokens`` > 0 (:data:`REASONING_DIALECTS`): each choice
     reasons that many tokens first (fewer when the output cap leaves less room), in
     ``reasoning_field``. ``tokenizer`` (a :class:`chatprobe.server.tokens.ServerTokenizer`,
     ``serve --tokenizer``) counts the prompt and gives the pseudo text's words."""
     seed = request_seed(body, server_seed)
-    prefix = "chatcmpl-" if dialect != "elastic-completion" else "cmpl-"
+    prefix = _ID_PREFIX.get(dialect, "chatcmpl-")
     plan_id = prefix + f"{seed:016x}"
     if dialect == "elastic-completion":  # one completion, no tools, formats or logprobs
         body = {k: v for k, v in body.items() if k not in ("n", "tools", "tool_choice", "response_format",
@@ -553,7 +561,7 @@ def make_plan(
     echo_count = sum(1 for _ in _WORD_PIECES.finditer(echo))
     chosen_tools = _chosen_tools(body, quirks)
     budget = Budget()
-    reasoning = max(reasoning_tokens, 0) if dialect in ("openai", "atoma") else 0
+    reasoning = max(reasoning_tokens, 0) if dialect in REASONING_DIALECTS else 0
     length = "stop" if quirks.length_as_stop else "length"
     choices: list[ChoicePlan] = []
     for index in range(n):
@@ -567,6 +575,7 @@ def make_plan(
         tool_calls: list[ToolCallPlan] = []
         text = Text(choice_seed, vocab=tokenizer.pieces if tokenizer is not None else None)
         finish = "stop"
+        stop_sequence = None
         if chosen_tools:
             for tool in chosen_tools:
                 # a tool without a parameters schema takes no arguments: "{}"
@@ -597,9 +606,12 @@ def make_plan(
                 finish = length
             if text.count > limit:  # the server's own cap (a long echo, or a fault ignoring max_tokens)
                 text.count, finish = limit, length
-            if stops and json_text is None and _cut_at_stop(text, stops, quirks):
-                finish = "stop"
-        choices.append(ChoicePlan(index, text, tool_calls, finish, top_logprobs, message_id, thought))
+            if stops and json_text is None:
+                stop_sequence = _cut_at_stop(text, stops, quirks)
+                if stop_sequence is not None:
+                    finish = "stop"
+        choices.append(ChoicePlan(index, text, tool_calls, finish, top_logprobs, message_id, thought,
+                                  stop_sequence))
     options = body.get("stream_options")
     include_usage = isinstance(options, dict) and options.get("include_usage") is True
     session = body.get("session_id")

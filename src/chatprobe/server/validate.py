@@ -20,6 +20,17 @@ Envelopes:
 * elastic-completion (and Elastic authentication failures): the generic
   Elasticsearch error ``{"error": {"root_cause": [...], "type", "reason"},
   "status": N}``.
+* anthropic-messages: ``{"type": "error", "error": {"type", "message"}, "request_id"}``
+  (Anthropic API reference, Errors: HTTP errors, Error shapes), the type by status (400
+  invalid_request_error, 401 authentication_error, 403 permission_error, 404 not_found_error,
+  413 request_too_large, 429 rate_limit_error, 500 api_error, 529 overloaded_error: this
+  server's 503 overload is sent as 529, :func:`status_for`).
+* openai-responses: OpenAI's ``{"error": {"message", "type", "param", "code"}}``.
+
+:func:`validate_messages` and :func:`validate_responses` check the two typed dialects'
+requests against their API references (Anthropic: Messages, Create a Message; OpenAI:
+Responses, Create a model response): required fields, types and documented ranges. Fields the
+server does not act on are accepted unchecked, as for the chat dialects.
 
 Elastic validation errors are sent as protocol-notes describes real
 Elasticsearch doing before a stream opens: status 400, ``Content-Type:
@@ -31,6 +42,8 @@ streaming handler in Elasticsearch, so they are plain JSON.
 from __future__ import annotations
 
 import re
+import secrets
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -83,7 +96,9 @@ def _typed(body: dict[str, Any], name: str, kind: type, what: str) -> None:
         raise RequestError(400, f"'{name}' must be {what}", name, "type")
 
 
-def _messages(body: dict[str, Any], roles: frozenset[str]) -> None:
+def _each_message(body: dict[str, Any], roles: frozenset[str], named: str) -> Iterator[tuple[str, str, dict[str, Any]]]:
+    """(param, role, message) of a non-empty ``messages`` array whose every message is an object
+    with one of ``roles`` (``named``: how the error message lists them)."""
     messages = body.get("messages")
     if messages is None:
         raise RequestError(400, "'messages' is required", "messages", "missing")
@@ -99,8 +114,12 @@ def _messages(body: dict[str, Any], roles: frozenset[str]) -> None:
         if not isinstance(role, str):
             raise RequestError(400, f"'{param}.role' is required", f"{param}.role", "missing")
         if role not in roles:
-            raise RequestError(400, f"'{param}.role' {role!r} is not one of {sorted(roles)}",
-                               f"{param}.role", "type")
+            raise RequestError(400, f"'{param}.role' {role!r} is not one of {named}", f"{param}.role", "type")
+        yield param, role, message
+
+
+def _messages(body: dict[str, Any], roles: frozenset[str]) -> None:
+    for param, role, message in _each_message(body, roles, str(sorted(roles))):
         content = message.get("content")
         if content is not None and not isinstance(content, str | list):
             raise RequestError(400, f"'{param}.content' must be a string or an array of parts",
@@ -283,6 +302,262 @@ def validate_timeout(value: str | None, *, durations_only: bool = False) -> None
                            "timeout", "query")
 
 
+MESSAGES_ROLES = frozenset({"user", "assistant"})
+RESPONSES_ROLES = frozenset({"user", "assistant", "system", "developer"})
+MIN_THINKING_BUDGET = 1024  # Anthropic: thinking.budget_tokens ">= 1024 and less than max_tokens"
+
+
+def _object(body: dict[str, Any], name: str) -> dict[str, Any] | None:
+    value = body.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise RequestError(400, f"'{name}' must be an object", name, "type")
+    return value
+
+
+def _required(body: dict[str, Any], name: str) -> Any:
+    if body.get(name) is None:
+        raise RequestError(400, f"'{name}' is required", name, "missing")
+    return body[name]
+
+
+def _blocks(content: Any, param: str, *, text_only: bool = False) -> None:
+    """A string, or an array of content blocks (objects with a string ``type``; a text
+    block's ``text`` a string)."""
+    if isinstance(content, str):
+        return
+    if not isinstance(content, list):
+        raise RequestError(400, f"'{param}' must be a string or an array of content blocks", param, "type")
+    for k, block in enumerate(content):
+        where = f"{param}[{k}]"
+        if not isinstance(block, dict) or not isinstance(block.get("type"), str):
+            raise RequestError(400, f"'{where}' must be an object with a type", where, "type")
+        if text_only and block["type"] != "text":
+            raise RequestError(400, f"'{where}.type' must be 'text'", f"{where}.type", "type")
+        if block["type"] in ("text", "input_text", "output_text") and not isinstance(block.get("text"), str):
+            raise RequestError(400, f"'{where}.text' must be a string", f"{where}.text", "type")
+
+
+def validate_messages(body: Any) -> None:
+    """Anthropic API reference, Messages (Create a Message): model, max_tokens (0 and up: the
+    current revision allows 0, specs/ERRATA.md E14) and messages required; roles user /
+    assistant; temperature and top_p 0..1; top_k >= 0; stop_sequences strings; client tools
+    {name, description, input_schema of type object} (server tools, with a type of their own,
+    are accepted and never called); tool_choice auto / any / tool / none; thinking enabled
+    (budget_tokens >= 1024 and less than max_tokens), disabled or adaptive."""
+    if not isinstance(body, dict):
+        raise RequestError(400, "the request body must be a JSON object", None, "type")
+    _required(body, "model")
+    _typed(body, "model", str, "a string")
+    if not 1 <= len(body["model"]) <= 256:
+        raise RequestError(400, "'model' must be 1 to 256 characters", "model", "range", "invalid_value")
+    _required(body, "max_tokens")
+    _typed(body, "max_tokens", int, "an integer")
+    _range(body, "max_tokens", 0, 2**31 - 1)
+    _required(body, "messages")
+    for param, _, message in _each_message(body, MESSAGES_ROLES, "user, assistant"):
+        if message.get("content") is None:
+            raise RequestError(400, f"'{param}.content' is required", f"{param}.content", "missing")
+        _blocks(message["content"], f"{param}.content")
+    if body.get("system") is not None:
+        _blocks(body["system"], "system", text_only=True)
+    _typed(body, "stream", bool, "a boolean")
+    _range(body, "temperature", 0, 1)
+    _range(body, "top_p", 0, 1)
+    _typed(body, "top_k", int, "an integer")
+    _range(body, "top_k", 0, 2**31 - 1)
+    stops = body.get("stop_sequences")
+    if stops is not None and not (isinstance(stops, list) and all(isinstance(x, str) for x in stops)):
+        raise RequestError(400, "'stop_sequences' must be an array of strings", "stop_sequences", "type")
+    names: set[str] = set()
+    tools = body.get("tools")
+    if tools is not None:
+        if not isinstance(tools, list):
+            raise RequestError(400, "'tools' must be an array", "tools", "type")
+        for i, tool in enumerate(tools):
+            where = f"tools[{i}]"
+            if not isinstance(tool, dict):
+                raise RequestError(400, f"'{where}' must be an object", where, "type")
+            name = tool.get("name")
+            if not isinstance(name, str):
+                raise RequestError(400, f"'{where}.name' is required", f"{where}.name", "missing")
+            if tool.get("type") not in (None, "custom"):
+                names.add(name)  # a server tool (its own versioned type): accepted, never called
+                continue
+            if not _FUNCTION_NAME.match(name):
+                raise RequestError(400, f"'{where}.name' must match ^[a-zA-Z0-9_-]{{1,64}}$",
+                                   f"{where}.name", "invalid_value")
+            schema = tool.get("input_schema")
+            if not isinstance(schema, dict) or schema.get("type") != "object":
+                raise RequestError(400, f"'{where}.input_schema' is required: a JSON Schema of type object",
+                                   f"{where}.input_schema", "missing" if schema is None else "type")
+            names.add(name)
+    choice = _object(body, "tool_choice")
+    if choice is not None:
+        kind = choice.get("type")
+        if kind not in ("auto", "any", "tool", "none"):
+            raise RequestError(400, "'tool_choice.type' must be auto, any, tool or none", "tool_choice", "type")
+        if kind == "tool":
+            if not isinstance(choice.get("name"), str):
+                raise RequestError(400, "'tool_choice.name' is required", "tool_choice.name", "missing")
+            if choice["name"] not in names:
+                raise RequestError(400, f"'tool_choice' names unknown tool {choice['name']!r}",
+                                   "tool_choice.name", "type")
+        if kind in ("any", "tool") and not names:
+            raise RequestError(400, f"'tool_choice' {kind} needs 'tools'", "tool_choice", "type")
+    thinking = _object(body, "thinking")
+    if thinking is not None:
+        if thinking.get("type") not in ("enabled", "disabled", "adaptive"):
+            raise RequestError(400, "'thinking.type' must be enabled, disabled or adaptive", "thinking.type", "type")
+        if thinking["type"] == "enabled":
+            budget: Any = thinking.get("budget_tokens")
+            if not _is_int(budget):
+                raise RequestError(400, "'thinking.budget_tokens' is required (an integer)",
+                                   "thinking.budget_tokens", "missing" if budget is None else "type")
+            if budget < MIN_THINKING_BUDGET or (_is_int(body["max_tokens"]) and budget >= body["max_tokens"]):
+                raise RequestError(400, "'thinking.budget_tokens' must be >= 1024 and less than max_tokens",
+                                   "thinking.budget_tokens", "range", "invalid_value")
+    metadata = _object(body, "metadata")
+    if metadata is not None and metadata.get("user_id") is not None and not isinstance(metadata["user_id"], str):
+        raise RequestError(400, "'metadata.user_id' must be a string", "metadata.user_id", "type")
+
+
+def _input_items(items: list[Any]) -> None:
+    for i, item in enumerate(items):
+        param = f"input[{i}]"
+        if not isinstance(item, dict):
+            raise RequestError(400, f"'{param}' must be an object", param, "type")
+        kind = item.get("type") or "message"
+        if kind == "message":
+            role = item.get("role")
+            if not isinstance(role, str):
+                raise RequestError(400, f"'{param}.role' is required", f"{param}.role", "missing")
+            if role not in RESPONSES_ROLES:
+                raise RequestError(400, f"'{param}.role' {role!r} is not one of {sorted(RESPONSES_ROLES)}",
+                                   f"{param}.role", "type")
+            if item.get("content") is None:
+                raise RequestError(400, f"'{param}.content' is required", f"{param}.content", "missing")
+            _blocks(item["content"], f"{param}.content")
+        elif kind == "function_call_output":
+            if item.get("output") is None:
+                raise RequestError(400, f"'{param}.output' is required", f"{param}.output", "missing")
+            _blocks(item["output"], f"{param}.output")
+            call_id = item.get("call_id")
+            if call_id is not None and not (isinstance(call_id, str) and 1 <= len(call_id) <= 64):
+                raise RequestError(400, f"'{param}.call_id' must be a string of 1 to 64 characters",
+                                   f"{param}.call_id", "type")
+        elif kind == "function_call":
+            for name in ("call_id", "name", "arguments"):
+                if not isinstance(item.get(name), str):
+                    raise RequestError(400, f"'{param}.{name}' is required (a string)", f"{param}.{name}",
+                                       "missing" if item.get(name) is None else "type")
+        elif kind is not None and not isinstance(kind, str):
+            raise RequestError(400, f"'{param}.type' must be a string", f"{param}.type", "type")
+
+
+def validate_responses(body: Any) -> None:
+    """OpenAI API reference, Responses (Create a model response): nothing required (model and
+    input may come from a stored prompt; without a model the server's own answers); input a
+    string or an array of input items; instructions a string; max_output_tokens at least 16;
+    temperature 0..2, top_p 0..1, top_logprobs 0..20; function tools {type, name, parameters}
+    (hosted tools are accepted and never called); tool_choice none / auto / required or an
+    object with a type ({type: function} needs the name); reasoning.effort / summary,
+    text.format, truncation, metadata as documented. ``previous_response_id``: this server
+    stores no response, so every id is unknown (404)."""
+    if not isinstance(body, dict):
+        raise RequestError(400, "the request body must be a JSON object", None, "type")
+    _typed(body, "model", str, "a string")
+    value = body.get("input")
+    if value is not None:
+        if isinstance(value, list):
+            _input_items(value)
+        elif not isinstance(value, str):
+            raise RequestError(400, "'input' must be a string or an array of input items", "input", "type")
+    _typed(body, "instructions", str, "a string")
+    for name in ("max_output_tokens", "top_logprobs", "max_tool_calls"):
+        _typed(body, name, int, "an integer")
+    _range(body, "max_output_tokens", 16, 2**31 - 1)
+    _range(body, "top_logprobs", 0, 20)
+    _range(body, "temperature", 0, 2)
+    _range(body, "top_p", 0, 1)
+    for name in ("stream", "parallel_tool_calls", "store", "background"):
+        _typed(body, name, bool, "a boolean")
+    _typed(body, "user", str, "a string")
+    _typed(body, "safety_identifier", str, "a string")
+    if isinstance(body.get("safety_identifier"), str) and len(body["safety_identifier"]) > 64:
+        raise RequestError(400, "'safety_identifier' must be at most 64 characters", "safety_identifier",
+                           "range", "invalid_value")
+    if body.get("truncation") not in (None, "auto", "disabled"):
+        raise RequestError(400, "'truncation' must be auto or disabled", "truncation", "type")
+    _object(body, "stream_options")
+    if body.get("stream_options") is not None and body.get("stream") is not True:
+        # CreateResponse.stream_options: "Only set this when you set stream: true"
+        raise RequestError(400, "'stream_options' is only allowed when 'stream' is true", "stream_options", "type")
+    if body.get("background") is True:
+        raise RequestError(400, "'background' responses are not supported by this server (it stores none)",
+                           "background", "type")
+    names: set[str] = set()
+    tools = body.get("tools")
+    if tools is not None:
+        if not isinstance(tools, list):
+            raise RequestError(400, "'tools' must be an array", "tools", "type")
+        for i, tool in enumerate(tools):
+            where = f"tools[{i}]"
+            if not isinstance(tool, dict) or not isinstance(tool.get("type"), str):
+                raise RequestError(400, f"'{where}.type' is required", f"{where}.type", "missing")
+            if tool["type"] != "function":
+                continue  # a hosted or custom tool: accepted, never called
+            function_name = tool.get("name")
+            if not isinstance(function_name, str):
+                raise RequestError(400, f"'{where}.name' is required", f"{where}.name", "missing")
+            if "parameters" not in tool:
+                raise RequestError(400, f"'{where}.parameters' is required (an object or null)",
+                                   f"{where}.parameters", "missing")
+            if tool["parameters"] is not None and not isinstance(tool["parameters"], dict):
+                raise RequestError(400, f"'{where}.parameters' must be an object", f"{where}.parameters", "type")
+            names.add(function_name)
+    choice = body.get("tool_choice")
+    if isinstance(choice, str):
+        if choice not in ("none", "auto", "required"):
+            raise RequestError(400, "'tool_choice' must be none, auto, required or an object", "tool_choice", "type")
+    elif choice is not None:
+        if not isinstance(choice, dict) or not isinstance(choice.get("type"), str):
+            raise RequestError(400, "'tool_choice.type' is required", "tool_choice", "missing")
+        if choice["type"] == "function":
+            if not isinstance(choice.get("name"), str):
+                raise RequestError(400, "'tool_choice.name' is required", "tool_choice.name", "missing")
+            if choice["name"] not in names:
+                raise RequestError(400, f"'tool_choice' names unknown tool {choice['name']!r}", "tool_choice", "type")
+    reasoning = _object(body, "reasoning")
+    if reasoning is not None:
+        if reasoning.get("effort") not in (None, "none", "minimal", "low", "medium", "high", "xhigh", "max"):
+            raise RequestError(400, "'reasoning.effort' must be none, minimal, low, medium, high, xhigh or max",
+                               "reasoning.effort", "type")
+        if reasoning.get("summary") not in (None, "auto", "concise", "detailed"):
+            raise RequestError(400, "'reasoning.summary' must be auto, concise or detailed",
+                               "reasoning.summary", "type")
+    text = _object(body, "text")
+    fmt = text.get("format") if text is not None else None
+    if fmt is not None:
+        if not isinstance(fmt, dict) or fmt.get("type") not in ("text", "json_object", "json_schema"):
+            raise RequestError(400, "'text.format.type' must be text, json_object or json_schema",
+                               "text.format", "type")
+        if fmt["type"] == "json_schema" and not (isinstance(fmt.get("name"), str)
+                                                 and isinstance(fmt.get("schema"), dict)):
+            raise RequestError(400, "'text.format' json_schema needs a name and a schema object",
+                               "text.format", "missing")
+    metadata = body.get("metadata")
+    if metadata is not None and not (isinstance(metadata, dict) and len(metadata) <= 16 and all(
+            len(k) <= 64 and isinstance(v, str) and len(v) <= 512 for k, v in metadata.items())):
+        raise RequestError(400, "'metadata' must map at most 16 keys (64 characters) to strings (512)",
+                           "metadata", "type")
+    if body.get("previous_response_id") is not None:
+        _typed(body, "previous_response_id", str, "a string")
+        raise RequestError(404, f"Previous response with id '{body['previous_response_id']}' not found "
+                           "(this server stores no response).", "previous_response_id", "path", "not_found")
+
+
 # What this server does for any request (the documents leave a model's limits to the model;
 # these are a laptop's). The output cap is the server's option (--max-output-tokens).
 MAX_CHOICES = 1024  # n; documented 1..128 (a fault may accept more, never more than this)
@@ -291,12 +566,15 @@ MAX_STOP_SEQUENCES = 16  # documented up to 4
 MAX_TOOLS = 128  # OpenAI: "A max of 128 functions are supported."
 
 
+_CAP_FIELDS = ("max_tokens", "max_completion_tokens", "min_tokens", "max_output_tokens")
+
+
 def check_limits(body: Any, max_output_tokens: int) -> None:
     """Raise a ``limit`` RequestError (400) if the request asks for more than this server
     generates for anyone, whatever the dialect validated or a fault let through."""
     if not isinstance(body, dict):
         return
-    for name in ("max_tokens", "max_completion_tokens", "min_tokens"):
+    for name in _CAP_FIELDS:
         value = body.get(name)
         if isinstance(value, int) and not isinstance(value, bool) and value > max_output_tokens:
             raise RequestError(400, f"{name} is too large: {value}. This server generates at most "
@@ -307,7 +585,8 @@ def check_limits(body: Any, max_output_tokens: int) -> None:
         if isinstance(value, int) and not isinstance(value, bool) and value > most:
             raise RequestError(400, f"{name} is too large: {value}. This server allows at most {most}.",
                                name, "limit", "invalid_value")
-    for name, most in (("stop", MAX_STOP_SEQUENCES), ("tools", MAX_TOOLS)):
+    for name, most in (("stop", MAX_STOP_SEQUENCES), ("stop_sequences", MAX_STOP_SEQUENCES),
+                       ("tools", MAX_TOOLS)):
         value = body.get(name)
         if isinstance(value, list) and len(value) > most:
             raise RequestError(400, f"'{name}' has {len(value)} entries. This server allows at most {most}.",
@@ -324,7 +603,23 @@ _ES_TYPES = {400: "status_exception", 401: "security_exception", 403: "security_
              500: "exception", 503: "es_rejected_execution_exception"}
 
 
+_ANTHROPIC_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
+                    404: "not_found_error", 413: "request_too_large", 429: "rate_limit_error",
+                    500: "api_error", 529: "overloaded_error"}
+
+
+def status_for(dialect: str, status: int) -> int:
+    """The status ``dialect`` answers for this server's ``status``: Anthropic reports an
+    overloaded API as 529 (Errors: HTTP errors), where the other dialects get 503."""
+    return 529 if status == 503 and dialect == "anthropic-messages" else status
+
+
 def error_body(dialect: str, error: RequestError) -> dict[str, Any]:
+    if dialect == "anthropic-messages":
+        status = status_for(dialect, error.status)
+        kind = _ANTHROPIC_TYPES.get(status, "invalid_request_error" if 400 <= status < 500 else "api_error")
+        return {"type": "error", "error": {"type": kind, "message": error.message},
+                "request_id": "req_" + secrets.token_hex(12)}
     if dialect == "elastic-completion" or (dialect == "elastic-chat" and error.kind in ("auth", "model", "admission")):
         es_type = _ES_TYPES.get(error.status, "exception")
         cause = {"type": es_type, "reason": error.message}

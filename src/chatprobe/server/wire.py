@@ -6,6 +6,12 @@ shows none). elastic-chat / elastic-completion: ``event: message\\ndata:
 <json>\\n\\n`` with the chunk inside ``{"chat_completion": ...}`` (chat; the
 completion chunk is already ``{"completion": [...]}``), terminator
 ``event: message\\ndata: [DONE]``, errors as ``event: error``.
+anthropic-messages / openai-responses (typed events): ``event: <type>\\ndata:
+<json>\\n\\n``, the event named by its data's ``type`` (Anthropic API reference,
+Streaming Messages: Event types; OpenAI API reference, Responses: Streaming
+events), no terminator; openai-responses numbers every event
+(``sequence_number``, from 0, increasing across the whole stream: written here,
+after the fault hooks, so a dropped or added event keeps the numbering whole).
 
 The :class:`Framing` knobs are the byte-level hook point of the fault
 catalogue (line ends, comments, BOMs, field spelling...); the default framing
@@ -23,6 +29,8 @@ from chatprobe.server.chunks import CHUNK, DONE, ERROR, Item
 
 BOM = b"\xef\xbb\xbf"
 ELASTIC = frozenset({"elastic-chat", "elastic-completion"})
+TYPED = frozenset({"anthropic-messages", "openai-responses"})
+SEQUENCED = frozenset({"openai-responses"})
 
 
 @dataclass(slots=True)
@@ -42,6 +50,9 @@ class Framing:
     empty_data_after: int = -1  # an empty `data:` event after this event number
     broken_json_event: int = -1  # event number whose JSON is cut short
     invalid_utf8_event: int = -1  # event number with an invalid UTF-8 byte in its text
+    # typed dialects: the first token event's `event:` line names the event before it
+    stale_event_name: bool = False
+    sequence_repeat_event: int = -1  # openai-responses: this event repeats the previous sequence_number
 
     @property
     def plain(self) -> bool:
@@ -59,8 +70,14 @@ class Encoder:
         self.framing = framing
         self.elastic = dialect in ELASTIC
         self.wrap_chat = dialect == "elastic-chat"
+        self.typed = dialect in TYPED
+        self.sequenced = dialect in SEQUENCED
         self.fast = framing.plain
         self.count = 0
+        self.sequence = 0  # openai-responses: the next event's sequence_number
+        self._names: dict[str, bytes] = {}  # typed: event type -> its `event:` name, encoded once
+        self._last_name = b""
+        self._renamed = False
 
     def data(self, item: Item) -> bytes:
         if item.kind == DONE:
@@ -69,6 +86,12 @@ class Encoder:
         body: Any = item.body
         if self.wrap_chat and item.kind == CHUNK:
             body = {"chat_completion": body}
+        if self.sequenced:
+            number = self.sequence
+            self.sequence += 1
+            if 0 <= self.framing.sequence_repeat_event <= self.count:
+                number -= 1  # that event repeats its predecessor's number; the rest follow on from it
+            body["sequence_number"] = number
         if self.framing.multiline_data:
             return orjson.dumps(body, option=orjson.OPT_INDENT_2)
         return orjson.dumps(body)
@@ -82,10 +105,26 @@ class Encoder:
             out += b": keep-alive" + f.eol + f.eol
         return out
 
+    def name(self, item: Item) -> bytes:
+        """A typed event's `event:` name: its data's ``type``."""
+        kind = item.body.get("type") if item.body is not None else None
+        if not isinstance(kind, str):
+            kind = "message"
+        name = self._names.get(kind)
+        if name is None:
+            name = self._names[kind] = kind.encode()
+        if self.framing.stale_event_name and item.token and not self._renamed:
+            self._renamed = True
+            name = self._last_name or b"message"
+        self._last_name = name
+        return name
+
     def encode(self, item: Item) -> bytes:
         data = self.data(item)
         if self.fast:
             self.count += 1
+            if self.typed:
+                return b"event: " + self.name(item) + b"\ndata: " + data + b"\n\n"
             if self.elastic:
                 name = b"error" if item.kind == ERROR else b"message"
                 return b"event: " + name + b"\ndata: " + data + b"\n\n"
@@ -100,7 +139,7 @@ class Encoder:
         if n == f.broken_json_event:
             data = data[: len(data) // 2]
         if n == f.invalid_utf8_event:
-            for marker in (b'"content":"', b'"delta":"', b'"message":"'):
+            for marker in (b'"content":"', b'"delta":"', b'"message":"', b'"text":"', b'"partial_json":"'):
                 if marker in data:
                     data = data.replace(marker, marker + b"\xff\xfe", 1)
                     break
@@ -113,6 +152,8 @@ class Encoder:
             lines.append(b"id: " + str(n + 1).encode())
         if self.elastic:
             lines.append(b"event: " + (f.error_event if item.kind == ERROR else f.message_event))
+        elif self.typed:
+            lines.append(b"event: " + self.name(item))
         if f.unknown_field:
             lines.append(b"x-chatprobe-extra: ignored by the standard")
         lines.extend(f.data_field + line for line in data.split(b"\n"))
