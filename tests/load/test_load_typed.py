@@ -1,9 +1,7 @@
 """`chatprobe load` on the typed-event dialects (anthropic-messages, openai-responses) against
 the reference server: the metrics of the chat dialects, read off typed events, matched with the
-server's truth records, and the typed streams' failures counted with their reasons.
-
-(The dialects are previews: tests/load/test_load_run.py's per-dialect run covers them once their
-profiles drop the flag.)"""
+server's truth records, and the typed streams' failures counted with their reasons
+(tests/load/test_load_run.py's per-dialect run covers what every dialect shares)."""
 
 from __future__ import annotations
 

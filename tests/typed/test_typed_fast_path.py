@@ -18,7 +18,6 @@ from __future__ import annotations
 import copy
 import json
 from collections.abc import Iterator
-from contextlib import ExitStack
 from typing import Any
 
 import orjson
@@ -32,7 +31,7 @@ from chatprobe.server.runner import running_server
 from chatprobe.sse import SSEDecoder
 from chatprobe.streams import validator
 from chatprobe.typed.base import TypedValidator
-from tests.catalogue import trigger
+from tests.catalogue import fault_servers, trigger
 from tests.typed import test_messages_stream as messages_tests
 from tests.typed import test_responses_stream as responses_tests
 
@@ -162,15 +161,9 @@ _PLAIN = [
 
 @pytest.fixture(scope="module")
 def servers() -> Iterator[dict[str, str]]:
-    """One reference server per fault, started when first needed and kept for the module."""
-    with ExitStack() as stack:
-
-        class Lazy(dict[str, str]):
-            def __missing__(self, name: str) -> str:
-                self[name] = stack.enter_context(running_server(faults=[name] if name else []))
-                return self[name]
-
-        yield Lazy()
+    """One reference server per fault ("": none), started when first needed and kept for the module."""
+    with fault_servers() as urls:
+        yield urls
 
 
 def _captured(url: str, dialect: str, fault: Fault, extra: dict[str, Any] | None = None) -> tuple[dict[str, Any], bytes]:
