@@ -23,7 +23,11 @@ def _records(report_dir: Path) -> list[RequestRecord]:
         return [RequestRecord.from_json(json.loads(line)) for line in f]
 
 
-@pytest.mark.parametrize("dialect", bundled_dialects())
+# openai and elastic-completion (the two body shapes) by default; the rest in the slow tier (tox -e slow;
+# the typed dialects' runs: tests/load/test_load_typed.py)
+@pytest.mark.parametrize("dialect", [
+    pytest.param(d, marks=() if d in ("openai", "elastic-completion") else (pytest.mark.slow,)) for d in bundled_dialects()
+])
 def test_short_run_per_dialect(dialect: str, paced_server: str, tmp_path: Path) -> None:
     proc = run_load(["--target", paced_server, "--dialect", dialect, "--users", "2",
                      "--duration", "1.5", "--ignore-eos", *QUICK], tmp_path)
