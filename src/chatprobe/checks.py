@@ -406,11 +406,9 @@ def _finish_not_length(choice: ChoiceView, cap: int, field_name: str | None, lon
 
 
 def _canonical(outcome: Outcome, request: dict[str, Any]) -> dict[str, Any]:
-    """``request`` with its stop, tools and tool_choice under OpenAI's names (typed dialects)."""
-    if outcome.profile is None or not outcome.profile.typed:
-        return request
-    canonical: dict[str, Any] = canonical_request(outcome.profile, request)
-    return canonical
+    """``request`` with its stop, tools, tool_choice and response_format under OpenAI's names
+    (typed dialects; other dialects' requests as they are)."""
+    return request if outcome.profile is None else canonical_request(outcome.profile, request)
 
 
 def _stops(request: dict[str, Any]) -> list[str]:
