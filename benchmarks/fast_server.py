@@ -25,13 +25,29 @@ at to find its own limit. This server keeps only what the benchmark needs:
   ``received_ns`` is stamped as the request's first bytes come off the socket,
   ``token_ns`` just before each token's ``write``.
 
+Schedules (``--schedule``): ``free`` (the default) writes each stream's tokens on its own
+clock: first token at received + TTFT, then one every ITL. ``step`` writes them the way a
+batching engine (vLLM, TGI, llama.cpp's server) does: one decode step every ITL on a global
+grid, each running stream's token written in the step; a request's first token comes with the
+first step at or after received + TTFT. ``random``: as ``free``, each stream's first token
+later by a random fraction of ITL (uniform), so that the streams' phases are spread evenly
+whatever the client does. Under ``free`` the phases come from when each request arrived, i.e.
+from the generator: Locust's spawner starts users at regular intervals (1/rate s: at 32/s,
+31.25 ms, four phases 1.25 ms apart in a 5 ms cycle), and a client that answers a finished
+stream quickly and alike keeps those clusters, its tokens bunched in few server ticks and few
+of its own wake-ups, while one whose turnaround is longer or varies more spreads them
+(measured, chatprobe at 64 streams: 36 % of a core on chat, 43 % on OpenAI's Responses, whose
+longer turnaround dissolves the clusters, under ``free``; 27 % and 29 % under ``step``).
+Comparing two clients (or dialects) for cost is fair under ``step`` and ``random``, where the
+phases are the server's; ``benchmarks/load_cost.py`` passes it through (``--schedules``).
+
 How it is fast: an ``asyncio.Protocol`` on uvloop (no ASGI, no per-stream
 coroutine), every event frame rendered once per stream, and one timer for all
 streams: a heap of due times drained by a single callback that writes each
 due stream's next event straight to its transport. Times are
 ``perf_counter_ns`` (CLOCK_MONOTONIC), as the reference server's.
 
-    python benchmarks/fast_server.py [--port 0] [--ttft-ms 50] [--itl-ms 5]
+    python benchmarks/fast_server.py [--port 0] [--ttft-ms 50] [--itl-ms 5] [--schedule free|step|random]
 
 prints ``fast server listening on http://127.0.0.1:PORT`` and serves until
 SIGINT / SIGTERM.
@@ -44,6 +60,7 @@ import asyncio
 import collections
 import gc
 import heapq
+import random
 import signal
 import socket
 import sys
@@ -87,9 +104,12 @@ class Stream:
 
 
 class Server:
-    def __init__(self, ttft_ms: float, itl_ms: float, truth_records: int) -> None:
+    def __init__(self, ttft_ms: float, itl_ms: float, truth_records: int, schedule: str = "free") -> None:
         self.ttft_ns = int(ttft_ms * 1e6)
         self.itl_ns = int(itl_ms * 1e6)
+        self.step = schedule == "step"  # tokens on a global ITL grid (see the module's docstring)
+        self.jitter = schedule == "random"  # first token later by U(0, ITL)
+        self.rng = random.Random(0)
         self.truth: collections.OrderedDict[str, dict[str, Any]] = collections.OrderedDict()
         self.truth_max = truth_records
         self.heap: list[tuple[int, int, Stream]] = []
@@ -100,6 +120,14 @@ class Server:
         self.created = int(time.time())
 
     # -- the one timer -------------------------------------------------------------
+
+    def first_due(self, started: int) -> int:
+        """When a stream started at ``started`` writes its first token: after TTFT, and under
+        the ``step`` schedule at the next step (later tokens follow every ITL: on the grid)."""
+        due = started + self.ttft_ns
+        if self.jitter:
+            return due + self.rng.randrange(max(self.itl_ns, 1))
+        return -(-due // self.itl_ns) * self.itl_ns if self.step and self.itl_ns > 0 else due
 
     def schedule(self, due: int, stream: Stream) -> None:
         self.seq += 1
@@ -207,7 +235,7 @@ class Server:
             self.truth.popitem(last=False)
         transport.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache\r\n"
                         b"transfer-encoding: chunked\r\nx-request-id: " + key.encode() + b"\r\n\r\n")
-        self.schedule(started + self.ttft_ns, Stream(transport, frames, tail, tokens, record))
+        self.schedule(self.first_due(started), Stream(transport, frames, tail, tokens, record))
 
     def typed(self, transport: asyncio.Transport, headers: dict[bytes, bytes], body: bytes,
               received_ns: int, dialect: str) -> None:
@@ -251,7 +279,7 @@ class Server:
         transport.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache\r\n"
                         b"transfer-encoding: chunked\r\nx-request-id: " + key.encode() + b"\r\n\r\n"
                         + opening)
-        self.schedule(started + self.ttft_ns, Stream(transport, frames, tail, tokens, record, seq))
+        self.schedule(self.first_due(started), Stream(transport, frames, tail, tokens, record, seq))
 
 
 MESSAGES, RESPONSES = "anthropic-messages", "openai-responses"
@@ -390,10 +418,11 @@ def _freeze_young(loop: asyncio.AbstractEventLoop) -> None:
     loop.call_later(0.010, _freeze_young, loop)
 
 
-async def serve(host: str, port: int, ttft_ms: float, itl_ms: float, truth_records: int) -> None:
+async def serve(host: str, port: int, ttft_ms: float, itl_ms: float, truth_records: int,
+                schedule: str = "free") -> None:
     loop = asyncio.get_running_loop()
     _freeze_young(loop)
-    server = Server(ttft_ms, itl_ms, truth_records)
+    server = Server(ttft_ms, itl_ms, truth_records, schedule)
     listener = await loop.create_server(lambda: Connection(server), host, port, backlog=4096)
     bound = listener.sockets[0].getsockname()
     print(f"{LISTENING_PREFIX}http://{bound[0]}:{bound[1]}", flush=True)
@@ -411,10 +440,13 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--ttft-ms", type=float, default=50.0)
     ap.add_argument("--itl-ms", type=float, default=5.0)
     ap.add_argument("--truth-records", type=int, default=200_000)
+    ap.add_argument("--schedule", choices=("free", "step", "random"), default="free",
+                    help="free: each stream on its own clock; step: one decode step every ITL for all "
+                         "streams; random: free, each stream's first token later by U(0, ITL)")
     args = ap.parse_args(argv)
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         sys.exit("fast_server: loopback only")
-    uvloop.run(serve(args.host, args.port, args.ttft_ms, args.itl_ms, args.truth_records))
+    uvloop.run(serve(args.host, args.port, args.ttft_ms, args.itl_ms, args.truth_records, args.schedule))
 
 
 if __name__ == "__main__":

@@ -32,24 +32,24 @@ load average is <= L.
         [--stamps kernel user] [--dialects openai anthropic-messages openai-responses] [--runs 3] \
         [--max-load 1.0]
 
-Measured (2-core VM shared with other work, 3 runs, medians; ms):
+Measured (2-core VM, quiet, 3 runs, medians; ms; after the typed armed fast path):
 
     PYTHONPATH=src .venv/bin/python benchmarks/load_accuracy.py --users 1 32 128 --duration 6 --runs 3 \
         --max-load 1.0
 
     dialect             streams  TTFT err p50   p99  p99 later  ITL err p50   p99  tok/s/core  vs openai
-    openai                    1        0.171  0.228    0.228        0.000  0.068       2,394       1.00
-    anthropic-messages        1        0.187  0.312    0.312        0.000  0.102       2,174       0.91
-    openai-responses          1        0.197  0.399    0.401        0.000  0.114       1,944       0.81
-    openai                   32        0.254  2.663    2.418        0.000  0.035      16,190       1.00
-    anthropic-messages       32        0.209  1.429    1.492        0.000  0.029      18,040       1.08
-    openai-responses         32        0.284  1.962    1.982        0.000  0.045      15,244       0.88
-    openai                  128        1.763  9.499    9.186        0.000  0.024      23,720       1.00
-    anthropic-messages      128        1.518  7.412    7.154        0.000  0.030      23,215       0.96
-    openai-responses        128        2.069 11.633   11.418        0.000  0.055      21,796       0.92
+    openai                    1        0.176  0.272    0.273        0.000  0.065       2,467       1.00
+    anthropic-messages        1        0.173  0.238    0.237        0.000  0.065       2,919       1.17
+    openai-responses          1        0.183  0.269    0.270        0.000  0.061       2,542       0.97
+    openai                   32        0.220  1.371    1.347        0.000  0.021      18,618       1.00
+    anthropic-messages       32        0.213  1.678    1.738        0.000  0.032      17,465       0.93
+    openai-responses         32        0.310  3.141    3.231        0.000  0.037      18,357       1.01
+    openai                  128        1.420  7.599    7.649        0.000  0.018      24,773       1.00
+    anthropic-messages      128        0.817  6.675    6.685        0.000  0.024      26,353       1.01
+    openai-responses        128        0.871 10.694   10.146        0.000  0.021      27,291       1.12
 
 The typed dialects are measured as accurately as chat. At 128 streams the
-reference server is near its own limit (its TTFT p50 52-53 ms for a nominal 50)
+reference server is near its own limit (its TTFT p50 52-56 ms for a nominal 50)
 and one openai-responses run of three was flagged saturated; the tokens/s per
 core there and at 1 stream (fixed costs) say little: benchmarks/load_cost.py
 --accuracy compares the per-token cost against the fast server.

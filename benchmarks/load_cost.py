@@ -52,31 +52,47 @@ typical locustfiles speak chat only. The fast server streams Anthropic's
 Messages and OpenAI's Responses too (the reference server's event sequences).
 ``--accuracy`` then also prints each typed dialect's tokens/s per core as a
 ratio of chat's at each step (same run, same load), and its ceiling within the
-bounds as a fraction of chat's. Measured (fast server, 256 tokens/request, the
-cost at equal load; the ceiling comparison needs a quieter machine than this
-shared 2-core VM was):
+bounds as a fraction of chat's.
+
+Schedules (``--schedules``, the fast server's ``--schedule``; each in turn, default
+``free``): ``step`` writes every stream's token in one decode step every ITL (as a
+batching engine does), ``random`` gives each stream a random phase, ``free`` lets the
+phases follow the requests' arrival, i.e. the generator's own spawn rhythm and
+turnaround (see benchmarks/fast_server.py). Comparing dialects or clients for cost,
+use ``step`` or ``random``: under ``free`` the figure also depends on how long each
+client takes between one stream's end and its next request. Measured (fast server,
+256 tokens/request, quiet machine, every run "ok", no saturation flag):
 
     PYTHONPATH=src .venv/bin/python benchmarks/load_cost.py --accuracy --streams 64 128 --duration 10 \
-        --clients chatprobe --runs 3 --max-load 1.0
+        --clients chatprobe --runs 3 --max-load 1.0 --schedules step free
 
-    run 1 (every run "ok", no saturation flag):
-    client               streams    tok/s  gen CPU%  tok/s/core  err p50  err p99  srv CPU%
-    chatprobe                 64   12,285      38.7      25,397     0.08     0.60      43.2
-    chatprobe/messages        64   12,286      40.5      24,284     0.08     0.49      53.9
-    chatprobe/responses       64   12,287      44.2      22,226     0.18     1.24      60.0
-    chatprobe                128   24,575      60.7      32,379     0.08     0.66      61.2
-    chatprobe/messages       128   24,575      66.0      29,783     0.07     0.95      66.0
-    chatprobe/responses      128   24,574      71.8      27,389     0.27     5.05      71.0
-    tokens/s per core / chat's: messages 0.96 (64), 0.92 (128); responses 0.88 (64), 0.85 (128)
-    runs 2 and 3 (the machine busier: saturation flags, errors up): messages 1.02, 1.00 (64),
-    1.03, 1.08 (128); responses 0.86, 0.98 (64), 1.02, 1.25 (128)
+    tokens/s per core / chat's (runs 1, 2, 3; at 64 and 128 streams):
+    step:  messages 1.06 0.94 | 0.97 0.97 | 1.05 1.00    responses 1.09 1.00 | 0.92 0.94 | 0.95 0.98
+    free:  messages 0.92 0.86 | 0.99 0.94 | 1.00 0.88    responses 0.90 0.76 | 0.81 0.85 | 0.93 0.81
+    e.g. run 3, step: chat 34,634 / 40,691 tok/s/core (64 / 128 streams), messages 36,251 / 40,764,
+    responses 33,071 / 39,892; TTFT error p50 0.11-0.60 ms, p99 1.4-3.1 ms, every step accurate.
+
+    --schedules random (the same command; 3 runs):
+    random: messages 1.05 0.99 | 1.16 0.88 | 0.99 1.02    responses 1.01 1.04 | 1.09 0.81 | 1.00 0.97
+    (run 2 the noisiest: chat's own CPU at 64 streams 35.7 % there, 41.0 % in run 3, same load;
+    the medians of the three runs: messages 1.05 / 0.99, responses 1.01 / 0.97)
+
+The typed dialects cost what chat costs per token once the phases are the server's (step,
+random). Under ``free`` Responses stays 0.76-0.93: Locust's regular spawn leaves chat's
+streams in a few phase clusters (one server tick, one client wake-up each), Responses'
+longer per-request turnaround (its closing events carry the whole text four times, and
+every event is parsed and checked) dissolves them; the fast server's CPU at the same
+tokens/s shows the same (free, 128 streams: chat 61 %, responses 73 %; step: 19-21 % both).
 
 Before the typed fast paths (the SSE decoder's bulk path for ``event: <type>``
 blocks, ``chatprobe._ssefast.scan_named``; the typed validators' token
 templates, chatprobe.typed.base._Template) the same step at 128 streams gave
-0.71 (messages) and 0.57 (responses). What is left is mostly Responses' larger
-events and its per-delta sequence number; its fast server also works harder
-(srv CPU%), near its limit at 128 streams on this machine.
+0.71 (messages) and 0.57 (responses), free schedule; before the armed runs
+(a run of text deltas skips the machine's test and settles its updates once,
+``TypedValidator._settle``) and without the decoder's redundant CR scan of every
+named read, 0.75-0.87 (responses), free schedule. Per stream of 256 tokens,
+decoded and validated in one process (benchmarks' events, no network): chat 529 us,
+messages 539 us, responses 632 us (Responses' events are larger and numbered).
 """
 
 from __future__ import annotations
@@ -279,11 +295,12 @@ def _wait_for_quiet(max_load: float | None) -> float:
 
 
 @contextlib.contextmanager
-def fast_server(cpu: int, ttft_ms: float, itl_ms: float) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """benchmarks/fast_server.py in a child process pinned to ``cpu``."""
+def fast_server(cpu: int, ttft_ms: float, itl_ms: float,
+                schedule: str = "free") -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """benchmarks/fast_server.py in a child process pinned to ``cpu`` (``schedule``: its ``--schedule``)."""
     child = subprocess.Popen(
         ["taskset", "-c", str(cpu), sys.executable, str(FAST_SERVER), "--ttft-ms", str(ttft_ms),
-         "--itl-ms", str(itl_ms)], stdout=subprocess.PIPE, env=_env())
+         "--itl-ms", str(itl_ms), "--schedule", schedule], stdout=subprocess.PIPE, env=_env())
     try:
         assert child.stdout is not None
         line = child.stdout.readline().decode().strip()
@@ -300,7 +317,7 @@ ACC_CLIENTS = ("chatprobe", "typical", "typical-rl")
 
 def accuracy_bounded(streams: list[int], duration: float, warmup: float, runs: int,
                      max_load: float | None, server: str, clients: tuple[str, ...] = ACC_CLIENTS,
-                     dialects: tuple[str, ...] = ("openai",)) -> None:
+                     dialects: tuple[str, ...] = ("openai",), schedules: tuple[str, ...] = ("free",)) -> None:
     cpus = sorted(os.sched_getaffinity(0))
     itl_ms = ACC_ITL_MS[server]
     print(f"accuracy-bounded cost: {server} server on CPU {cpus[-1]}, generator on CPU 0; TTFT {ACC_TTFT_MS} ms, "
@@ -312,61 +329,65 @@ def accuracy_bounded(streams: list[int], duration: float, warmup: float, runs: i
         print(f"{'client':20} {'streams':>7} {'matched':>7} {'tok/s':>8} {'gen CPU%':>8} {'tok/s/core':>10} "
               f"{'err p50':>8} {'err p99':>8} {'snd p50':>7} {'snd p99':>7} {'dlv p50':>7} {'dlv p99':>7} "
               f"{'srv CPU%':>8} {'srv ITL50':>9} {'ok?':>4} {'health':>6}")
-        best: dict[str, float] = {}
-        best_healthy: dict[str, float] = {}  # also: chatprobe did not flag its run as saturated
-        best_dlv: dict[str, float] = {}  # the same bound on the delivery part alone
-        per_core: dict[str, dict[int, float]] = {}  # client -> streams -> tokens/s per core
-        spawn = (fast_server(cpus[-1], ACC_TTFT_MS, itl_ms) if server == "fast" else
-                 spawn_server_process(cpu=cpus[-1], ttft_ms=ACC_TTFT_MS, itl_ms=itl_ms,
-                                      truth_records=200_000))
-        with spawn as (url, child):
-            for users in streams:
-                # chatprobe in each dialect, side by side; the typical locustfiles speak chat only
-                step = [(c, d) for c in clients for d in (dialects if c == "chatprobe" else ("openai",))]
-                for client, dialect in step:
-                    httpx.delete(url + "/_chatprobe/truth", timeout=30)
-                    cpu0, wall0 = _proc_cpu_s(child.pid), time.perf_counter()
-                    if client == "chatprobe":
-                        r, pairs = acc_chatprobe(url, users, duration, warmup, dialect=dialect)
-                    else:
-                        r, pairs = acc_typical(url, users, duration,
-                                               "readline" if client == "typical-rl" else "iter_lines")
-                    srv_cpu = 100 * (_proc_cpu_s(child.pid) - cpu0) / (time.perf_counter() - wall0)
-                    errs, itls, send, deliver = _errors(pairs, _truth(url), int(warmup * 1e9))
-                    p50 = percentile(errs, 50) if errs else float("nan")
-                    p99 = percentile(errs, 99) if errs else float("nan")
-                    srv_itl = percentile(itls, 50) if itls else float("nan")
-                    accurate = bool(errs) and p50 <= P50_LIMIT_MS and p99 <= P99_LIMIT_MS
-                    client = label(client, dialect)
-                    per_core.setdefault(client, {})[users] = r["tokens_per_core_s"]
-                    if accurate:
-                        best[client] = max(best.get(client, 0.0), r["tokens_per_s"])
-                        if r["trust"] in ("ok", "-"):  # chatprobe's own health check agrees
-                            best_healthy[client] = max(best_healthy.get(client, 0.0), r["tokens_per_s"])
-                    if deliver and _pct(deliver, 50) <= P50_LIMIT_MS and _pct(deliver, 99) <= P99_LIMIT_MS:
-                        best_dlv[client] = max(best_dlv.get(client, 0.0), r["tokens_per_s"])
-                    print(f"{client:20} {users:7d} {len(errs):7d} {r['tokens_per_s']:8,.0f} {r['cpu_percent']:8.1f} "
-                          f"{r['tokens_per_core_s']:10,.0f} {p50:8.2f} {p99:8.2f} {_pct(send, 50):7.2f} {_pct(send, 99):7.2f} "
-                          f"{_pct(deliver, 50):7.2f} {_pct(deliver, 99):7.2f} {srv_cpu:8.1f} {srv_itl:9.2f} "
-                          f"{'yes' if accurate else 'no':>4} {r['trust']:>6}", flush=True)
-        for what, table in (("TTFT error", best),
-                             ("TTFT error, chatprobe's health ok", best_healthy),
-                             ("delivery error", best_dlv)):
-            cp = table.get("chatprobe")
-            parts = []
-            for other in [label("chatprobe", d) for d in dialects if d != "openai"] + [
-                    c for c in clients if c != "chatprobe"]:
-                ty = table.get(other)
-                # typed dialects: their ceiling as a fraction of chat's; typical: chatprobe's over theirs
-                ratio = (ty / cp if other.startswith("chatprobe") else cp / ty) if cp and ty else None
-                parts.append(f"{other} {ty or 0:,.0f} (ratio {f'{ratio:.2f}x' if ratio else 'n/a'})")
-            print(f"run {run}: highest tokens/s within the bounds on {what}: chatprobe {cp or 0:,.0f}, "
-                  f"{', '.join(parts)}", flush=True)
-        chat = per_core.get("chatprobe", {})
-        for other in [label("chatprobe", d) for d in dialects if d != "openai"]:
-            ratios = [f"{n}: {per_core[other][n] / chat[n]:.2f}" for n in streams
-                      if chat.get(n) and per_core.get(other, {}).get(n)]
-            print(f"run {run}: {other} tokens/s per core / chat's, per step: {', '.join(ratios)}", flush=True)
+        for schedule in schedules if server == "fast" else ("",):
+            where = f" ({schedule} schedule)" if schedule else ""
+            if where:
+                print(f"{schedule} schedule (fast server --schedule {schedule}):", flush=True)
+            best: dict[str, float] = {}
+            best_healthy: dict[str, float] = {}  # also: chatprobe did not flag its run as saturated
+            best_dlv: dict[str, float] = {}  # the same bound on the delivery part alone
+            per_core: dict[str, dict[int, float]] = {}  # client -> streams -> tokens/s per core
+            spawn = (fast_server(cpus[-1], ACC_TTFT_MS, itl_ms, schedule) if server == "fast" else
+                     spawn_server_process(cpu=cpus[-1], ttft_ms=ACC_TTFT_MS, itl_ms=itl_ms,
+                                          truth_records=200_000))
+            with spawn as (url, child):
+                for users in streams:
+                    # chatprobe in each dialect, side by side; the typical locustfiles speak chat only
+                    step = [(c, d) for c in clients for d in (dialects if c == "chatprobe" else ("openai",))]
+                    for client, dialect in step:
+                        httpx.delete(url + "/_chatprobe/truth", timeout=30)
+                        cpu0, wall0 = _proc_cpu_s(child.pid), time.perf_counter()
+                        if client == "chatprobe":
+                            r, pairs = acc_chatprobe(url, users, duration, warmup, dialect=dialect)
+                        else:
+                            r, pairs = acc_typical(url, users, duration,
+                                                   "readline" if client == "typical-rl" else "iter_lines")
+                        srv_cpu = 100 * (_proc_cpu_s(child.pid) - cpu0) / (time.perf_counter() - wall0)
+                        errs, itls, send, deliver = _errors(pairs, _truth(url), int(warmup * 1e9))
+                        p50 = percentile(errs, 50) if errs else float("nan")
+                        p99 = percentile(errs, 99) if errs else float("nan")
+                        srv_itl = percentile(itls, 50) if itls else float("nan")
+                        accurate = bool(errs) and p50 <= P50_LIMIT_MS and p99 <= P99_LIMIT_MS
+                        client = label(client, dialect)
+                        per_core.setdefault(client, {})[users] = r["tokens_per_core_s"]
+                        if accurate:
+                            best[client] = max(best.get(client, 0.0), r["tokens_per_s"])
+                            if r["trust"] in ("ok", "-"):  # chatprobe's own health check agrees
+                                best_healthy[client] = max(best_healthy.get(client, 0.0), r["tokens_per_s"])
+                        if deliver and _pct(deliver, 50) <= P50_LIMIT_MS and _pct(deliver, 99) <= P99_LIMIT_MS:
+                            best_dlv[client] = max(best_dlv.get(client, 0.0), r["tokens_per_s"])
+                        print(f"{client:20} {users:7d} {len(errs):7d} {r['tokens_per_s']:8,.0f} {r['cpu_percent']:8.1f} "
+                              f"{r['tokens_per_core_s']:10,.0f} {p50:8.2f} {p99:8.2f} {_pct(send, 50):7.2f} {_pct(send, 99):7.2f} "
+                              f"{_pct(deliver, 50):7.2f} {_pct(deliver, 99):7.2f} {srv_cpu:8.1f} {srv_itl:9.2f} "
+                              f"{'yes' if accurate else 'no':>4} {r['trust']:>6}", flush=True)
+            for what, table in (("TTFT error", best),
+                                 ("TTFT error, chatprobe's health ok", best_healthy),
+                                 ("delivery error", best_dlv)):
+                cp = table.get("chatprobe")
+                parts = []
+                for other in [label("chatprobe", d) for d in dialects if d != "openai"] + [
+                        c for c in clients if c != "chatprobe"]:
+                    ty = table.get(other)
+                    # typed dialects: their ceiling as a fraction of chat's; typical: chatprobe's over theirs
+                    ratio = (ty / cp if other.startswith("chatprobe") else cp / ty) if cp and ty else None
+                    parts.append(f"{other} {ty or 0:,.0f} (ratio {f'{ratio:.2f}x' if ratio else 'n/a'})")
+                print(f"run {run}{where}: highest tokens/s within the bounds on {what}: chatprobe {cp or 0:,.0f}, "
+                      f"{', '.join(parts)}", flush=True)
+            chat = per_core.get("chatprobe", {})
+            for other in [label("chatprobe", d) for d in dialects if d != "openai"]:
+                ratios = [f"{n}: {per_core[other][n] / chat[n]:.2f}" for n in streams
+                          if chat.get(n) and per_core.get(other, {}).get(n)]
+                print(f"run {run}{where}: {other} tokens/s per core / chat's, per step: {', '.join(ratios)}", flush=True)
         print(f"run {run}: load average at end {os.getloadavg()[0]:.2f}", flush=True)
 
 
@@ -385,13 +406,15 @@ def main() -> None:
     ap.add_argument("--max-load", type=float, default=None)
     ap.add_argument("--server", choices=["fast", "reference"], default="fast",
                     help="--accuracy: the server to measure against (see the docstring)")
+    ap.add_argument("--schedules", nargs="+", choices=["free", "step", "random"], default=["free"],
+                    help="--accuracy, fast server: its token schedules, each in turn (see benchmarks/fast_server.py)")
     args = ap.parse_args()
     if args.accuracy:
         clients = args.clients or list(ACC_CLIENTS)
         if not set(clients) <= set(ACC_CLIENTS):
             ap.error(f"--accuracy: --clients among {', '.join(ACC_CLIENTS)}")
         accuracy_bounded(args.streams, args.duration, args.warmup, args.runs, args.max_load, args.server,
-                         tuple(clients), tuple(args.dialects))
+                         tuple(clients), tuple(args.dialects), tuple(args.schedules))
         return
     clients = args.clients or ["chatprobe", "chatprobe-httpx", "typical"]
     cpus = sorted(os.sched_getaffinity(0))

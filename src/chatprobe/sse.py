@@ -333,8 +333,9 @@ class SSEDecoder:
                                 partial.clear()
                             return events
                         return self._after_run(events, region, at, arrival_ns)
-                elif region.startswith(b"event: ") and b"\r" not in region:
-                    # The typed dialects' named events, the same way (see _named_py).
+                elif region.startswith(b"event: "):
+                    # The typed dialects' named events, the same way (see _named_py; a CR
+                    # anywhere in a block, e.g. in held CRLF head lines, stops the run there).
                     named = _scan_named_c if ACCELERATED and _scan_named_c is not None else _named_py
                     events, at, self._pos = named(region, 0, cut + 2, self._pos, self._last_id, first,
                                                   arrival_ns, Event)

@@ -92,6 +92,14 @@ class FastSink:
         delta carrying ``token``) and say True; else change nothing and say False."""
         raise NotImplementedError
 
+    def settle(self, text: str, seq: int | None) -> None:
+        """The machine's own updates for the run of deltas the fast path took after a
+        :meth:`take` that said True (their tokens joined: ``text``; the last one's sequence
+        number ``seq``), made before the full path handles any other event and when the stream
+        ends. Nothing changed the machine's state in between (only those deltas came), so each
+        of them passed :meth:`take`'s test as the first did, and these are the updates
+        :meth:`take` would have made one by one. The default: none."""
+
 
 @dataclass(slots=True)
 class _Template:
@@ -106,7 +114,13 @@ class _Template:
     with a token free of quotes, backslashes and control characters and a sequence number of
     plain digits, is then that same JSON with only those values changed: the full path would
     find the same type and name, and make the updates the fast path makes whenever the
-    machine's ``sink.ready`` holds (else the full path takes the event).
+    machine's ``sink.take`` holds (else the full path takes the event).
+
+    Armed runs: once ``sink.take`` said True, the deltas that follow while no other event
+    comes change nothing its test reads (the stream not ended, the block / part open, the last
+    sequence number: checked here), so they skip it; their counts, the last stamp and the
+    sink's own updates (:meth:`FastSink.settle`) are made once, when the run ends
+    (:meth:`TypedValidator._settle`: before the full path's next event, and at the end).
     tests/typed/test_typed_fast_path.py checks the two paths agree."""
 
     name: str
@@ -119,6 +133,14 @@ class _Template:
     # numbered: the number that would follow the last one, and suffix + it + tail (one compare)
     next_seq: int = -1
     expect: str = "\0"
+    start: int = 0  # len(prefix)
+    # the armed run: since sink.take said True, ``count`` deltas (``empty`` of them with an
+    # empty token) went into choice.text after ``mark``; ``stamps``: arrivals appended
+    armed: bool = False
+    mark: int = 0
+    count: int = 0
+    empty: int = 0
+    stamps: int = 0
 
 
 class TypedValidator:
@@ -247,18 +269,38 @@ class TypedValidator:
         for ev in events:
             template = self._template
             if template is None or not self._fast_event(template, ev):
+                if template is not None and template.armed:
+                    self._settle(template)
                 self._event(ev)
         return self.findings[start:]
+
+    def _settle(self, t: _Template) -> None:
+        """End the template's armed run (see _Template): what its deltas did, at once."""
+        t.armed = False
+        count = t.count
+        if not count:
+            return
+        res, choice = self.result, t.choice
+        res.chunks += count
+        choice.deltas += count
+        choice.tokens += count - t.empty
+        self.fast_events += count
+        if t.stamps:
+            arrivals = res.token_arrivals_ns
+            if res.first_choices_ns is None:
+                res.first_choices_ns = arrivals[-t.stamps]
+            res.last_choices_ns = arrivals[-1]
+        t.sink.settle(choice.text[t.mark :], t.next_seq - 1 if t.tail is not None else None)
+        t.count = t.empty = t.stamps = 0
 
     def _fast_event(self, t: _Template, ev: Event) -> bool:
         """Handle ``ev`` as the template's text delta if it is one; else False."""
         if ev.type != t.name:
             return False
         data = ev.data
-        prefix = t.prefix
-        if not data.startswith(prefix):
+        if not data.startswith(t.prefix):
             return False
-        start = len(prefix)
+        start = t.start
         end = data.find('"', start)
         if end < 0:
             return False
@@ -282,27 +324,40 @@ class TypedValidator:
                 if _SEQUENCE_NUMBER(digits) is None:
                     return False
                 seq = int(digits)
-        if self._terminal is not None or self._ended_by_error or not t.sink.take(seq, token):
-            return False
+                if t.armed and seq < t.next_seq:
+                    return False  # not above the run's last: the full path reports it
+        choice = t.choice
+        if not t.armed:
+            if self._terminal is not None or self._ended_by_error or not t.sink.take(seq, token):
+                return False
+            # token(ev, text=token), inlined: output already began (the template's own token)
+            res = self.result
+            res.chunks += 1
+            choice.deltas += 1
+            self.fast_events += 1
+            if token:
+                choice.text += token
+                choice.tokens += 1
+                arrival = ev.arrival_ns
+                if arrival is not None:
+                    res.token_arrivals_ns.append(arrival)
+                    if res.first_choices_ns is None:
+                        res.first_choices_ns = arrival
+                    res.last_choices_ns = arrival
+            t.armed, t.mark, t.used = True, len(choice.text), True
+        else:  # the same, counted for _settle
+            t.count += 1
+            if token:
+                choice.text += token
+                arrival = ev.arrival_ns
+                if arrival is not None:
+                    self.result.token_arrivals_ns.append(arrival)
+                    t.stamps += 1
+            else:
+                t.empty += 1
         if seq is not None:
             t.next_seq = seq + 1
             t.expect = f"{suffix}{seq + 1}{tail}"
-        # token(ev, text=token), inlined: output already began (the template's own token)
-        res = self.result
-        res.chunks += 1
-        choice = t.choice
-        choice.deltas += 1
-        if token:
-            choice.text += token
-            choice.tokens += 1
-            arrival = ev.arrival_ns
-            if arrival is not None:
-                res.token_arrivals_ns.append(arrival)
-                if res.first_choices_ns is None:
-                    res.first_choices_ns = arrival
-                res.last_choices_ns = arrival
-        t.used = True
-        self.fast_events += 1
         return True
 
     def _learn(self, ev: Event, obj: dict[str, Any], kind: str) -> None:
@@ -347,7 +402,8 @@ class TypedValidator:
                 probe["sequence_number"] = seq
             holder[path[-1]] = token
             if probe == obj and self.result.output_from is not None:
-                template = self._template = _Template(ev.type, prefix, suffix, tail, sink, self.choice())
+                template = self._template = _Template(ev.type, prefix, suffix, tail, sink, self.choice(),
+                                                      start=len(prefix))
                 if tail is not None:
                     assert isinstance(seq, int)
                     template.next_seq = seq + 1
@@ -435,6 +491,8 @@ class TypedValidator:
         """The stream ended (StreamValidator's interface): ``complete`` False when the transport
         cut it; the findings this adds are returned."""
         start = len(self.findings)
+        if self._template is not None and self._template.armed:
+            self._settle(self._template)
         res = self.result
         if not complete and res.cut is None:
             res.cut = "transport"

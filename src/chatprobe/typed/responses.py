@@ -772,6 +772,12 @@ class _FastText(FastSink):
         part.pieces.append(token)
         return True
 
+    def settle(self, text: str, seq: int | None) -> None:
+        if text:
+            self.part.pieces.append(text)
+        if seq is not None:
+            self.machine._last_seq = seq
+
 
 _Handler = Callable[[Validator, Event, dict[str, Any], str], None]
 _HANDLERS: dict[str, _Handler] = {
