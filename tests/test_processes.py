@@ -255,6 +255,7 @@ def silent_server() -> Iterator[str]:
         srv.close()
 
 
+@pytest.mark.slow  # (default tier trim: CI's slow tier runs it)
 def test_load_that_measured_nothing_exits_1_with_one_line(tmp_path: Path) -> None:
     with silent_server() as url:
         proc = subprocess.run([sys.executable, "-m", "chatprobe", "load", "--target", url, "--users", "2",

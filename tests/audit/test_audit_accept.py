@@ -17,6 +17,7 @@ from tests.audit.conftest import Audited
 from tests.audit.test_baseline import MAYBE, USAGE_CHECKS
 
 
+@pytest.mark.slow  # (default tier trim: CI's slow tier runs it)
 def test_a_targets_accept_file_and_the_global_one(
     audited: Audited, servers: dict[str, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -136,6 +136,7 @@ def test_client_impact_table_covers_every_rule() -> None:
     assert set(CLIENT_IMPACT) == set(RULES)
 
 
+@pytest.mark.slow  # (default tier trim: CI's slow tier runs it)
 def test_load_probe(servers: dict[str, str], tmp_path: Path) -> None:
     """--load-probe: a short `chatprobe load` per audited target; its figures land in audit.json."""
     targets = write_targets(tmp_path / "T.yaml", [{"name": "clean", "url": servers["clean"], "dialect": "openai"}])

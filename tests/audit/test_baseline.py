@@ -44,6 +44,7 @@ def test_a_regressed_target_exits_1(audited: Audited, servers: dict[str, str], t
     assert "regression" in (tmp_path / "report" / "audit.md").read_text()
 
 
+@pytest.mark.slow  # (default tier trim: CI's slow tier runs it)
 def test_a_fixed_target_exits_0(audited: Audited, servers: dict[str, str], tmp_path: Path) -> None:
     """`usage-merged` is now served by the clean server: its failures are fixes."""
     targets = write_targets(tmp_path / "T.yaml", [{"name": "usage-merged", "url": servers["clean"], "dialect": "openai"}])

@@ -67,6 +67,7 @@ class _Cells(HTMLParser):
             self.shown[self._cell] += data.strip()
 
 
+@pytest.mark.slow  # (default tier trim: CI's slow tier runs it)
 def test_browser_renders_the_matrix(audited: Audited, tmp_path: Path) -> None:
     browser = _browser()
     page = (audited.report_dir / "audit.html").resolve()

@@ -74,9 +74,9 @@ ERROR_500 = (b"HTTP/1.1 500 Internal Server Error\r\nContent-Type: application/j
 
 
 @pytest.mark.parametrize(("behaviour", "reason"), [
-    (ERROR_500, "http 500"),
+    pytest.param(ERROR_500, "http 500", marks=pytest.mark.slow),
     (b"garbage, not HTTP at all\r\n\r\n", "http.parse"),
-    (None, "reset"),
+    pytest.param(None, "reset", marks=pytest.mark.slow),  # (reset: also test_fault_counted_as_failure)
 ])
 def test_stub_target_failures(behaviour: bytes | None, reason: str, tmp_path: Path) -> None:
     for url in _stub(behaviour):

@@ -182,7 +182,7 @@ def _conform_rules(url: str, report: Path) -> set[str]:
 
 
 @pytest.mark.parametrize(("fault", "rule", "fails"), [
-    ("no-done", "stream.terminator_missing", True),  # a failed request under load
+    pytest.param("no-done", "stream.terminator_missing", True, marks=pytest.mark.slow),  # a failed request
     ("id-changes", "stream.id_changed", False),  # counted: the user still got tokens
 ])
 def test_same_rule_from_conform_and_load(fault: str, rule: str, fails: bool, tmp_path: Path) -> None:

@@ -51,6 +51,7 @@ def test_short_run_per_dialect(dialect: str, paced_server: str, tmp_path: Path) 
     assert "<script" not in html and 'src="http' not in html and "href=\"http" not in html
 
 
+@pytest.mark.slow  # (default tier trim: CI's slow tier runs it)
 def test_stamps_flag_reaches_the_summary_and_report(paced_server: str, tmp_path: Path) -> None:
     user = run_load(["--target", paced_server, "--users", "1", "--duration", "1", "--stamps", "user",
                      *QUICK], tmp_path / "user")
@@ -103,6 +104,7 @@ def test_open_loop_records_queue_delay(paced_server: str, tmp_path: Path) -> Non
     assert doc["health"]["dispatch_lag_p99_ms"] is not None
 
 
+@pytest.mark.slow  # (default tier trim: CI's slow tier runs it)
 def test_plan_stages_drive_users(paced_server: str, tmp_path: Path) -> None:
     plan = tmp_path / "plan.yaml"
     plan.write_text("max_tokens: 8\nslo: {ttft_p99_ms: 5000}\nstages:\n"

@@ -9,11 +9,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from chatprobe.metrics import RequestRecord, summarize
 
 from .conftest import load_env, read_summary, run_load
 
 
+@pytest.mark.slow  # (default tier trim: CI's slow tier runs it)
 def test_sigint_writes_report_of_what_was_measured(paced_server: str, tmp_path: Path) -> None:
     proc = subprocess.Popen(
         [sys.executable, "-m", "chatprobe", "load", "--target", paced_server, "--users", "2",
@@ -67,6 +70,7 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+@pytest.mark.slow  # (default tier trim: CI's slow tier runs it)
 def test_master_waits_for_a_worker_started_elsewhere(paced_server: str, tmp_path: Path) -> None:
     """The across-machines mode, on loopback: the master listens on --master-bind and
     waits for --expect-workers; the worker is a `chatprobe load --worker HOST:PORT`

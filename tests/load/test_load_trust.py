@@ -123,7 +123,7 @@ def keepalive_server(answers_per_connection: int, reject_all: bool = False) -> I
         srv.close()
 
 
-@pytest.mark.parametrize("client", ["gevent", "httpx"])
+@pytest.mark.parametrize("client", ["gevent", pytest.param("httpx", marks=pytest.mark.slow)])
 def test_dropped_keepalive_connection_is_not_a_failure(client: str, tmp_path: Path) -> None:
     with keepalive_server(answers_per_connection=2) as stats:
         proc = run_load(["--target", f"http://127.0.0.1:{stats['port']}", "--users", "2", "--duration", "1.5",
@@ -171,9 +171,9 @@ def _assert_untrustworthy(tmp_path: Path, stdout: str, reason: str, kind: str) -
 
 
 @pytest.mark.parametrize(("fault", "reason", "kind", "rule"), [
-    ("reset-mid-stream", "reset", "transport", "http.reset"),
+    pytest.param("reset-mid-stream", "reset", "transport", "http.reset", marks=pytest.mark.slow),
     ("no-done", "stream.terminator_missing", "protocol", "stream.terminator_missing"),
-    ("midstream-error-200", "stream.error_in_200", "protocol", "stream.error_in_200"),
+    pytest.param("midstream-error-200", "stream.error_in_200", "protocol", "stream.error_in_200", marks=pytest.mark.slow),
 ])
 def test_failing_reference_server_marks_run_untrustworthy(fault: str, reason: str, kind: str, rule: str,
                                                           tmp_path: Path) -> None:

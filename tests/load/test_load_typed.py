@@ -47,7 +47,7 @@ def test_a_typed_run_measures_as_a_chat_run(dialect: str, tmp_path: Path) -> Non
 @pytest.mark.parametrize(("dialect", "fault", "reason"), [
     ("anthropic-messages", "messages-midstream-error", "stream.error_event"),
     pytest.param("anthropic-messages", "messages-no-message-stop", "stream.terminator_missing", marks=pytest.mark.slow),
-    ("openai-responses", "responses-midstream-error", "stream.error_event"),
+    pytest.param("openai-responses", "responses-midstream-error", "stream.error_event", marks=pytest.mark.slow),
     pytest.param("openai-responses", "responses-no-completed", "stream.terminator_missing", marks=pytest.mark.slow),
 ])
 def test_typed_stream_errors_are_failed_requests_with_reasons(dialect: str, fault: str, reason: str,

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import jsonschema
+import pytest
 
 from chatprobe.paths import data_dir
 from chatprobe.server.faults import UNDER_LOAD_STREAMS
@@ -25,6 +26,7 @@ def _schema_ok(doc: dict[str, object]) -> None:
     jsonschema.validate(doc, schema)
 
 
+@pytest.mark.slow  # (default tier trim: CI's slow tier runs it)
 def test_violation_starts_above_concurrency(tmp_path: Path) -> None:
     plan = tmp_path / "plan.yaml"
     plan.write_text("max_tokens: 16\nstages:\n  - {duration: 2, users: 2}\n  - {duration: 2, users: 8}\n",

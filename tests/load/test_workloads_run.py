@@ -40,6 +40,7 @@ def _trace(path: Path, n: int = 30, gap_ms: int = 20) -> list[dict[str, Any]]:
     return sorted(rows, key=lambda r: r["timestamp"])
 
 
+@pytest.mark.slow  # (default tier trim: CI's slow tier runs it)
 def test_trace_replay(paced_server: str, tmp_path: Path) -> None:
     rows = _trace(tmp_path / "trace.jsonl")
     proc = run_load(["--target", paced_server, "--trace", str(tmp_path / "trace.jsonl"), "--ignore-eos",
@@ -175,6 +176,7 @@ def reasoning_server() -> Iterator[str]:
         yield url
 
 
+@pytest.mark.slow  # (default tier trim: CI's slow tier runs it)
 def test_reasoning_ttft_and_ttfo_differ_by_the_reasoning_time(reasoning_server: str, tmp_path: Path) -> None:
     """Must-show (issue 16): TTFT (any token) and TTFO (first output token) differ by the
     reasoning time the server was set to. The server's schedule puts the answer exactly that

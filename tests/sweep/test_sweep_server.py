@@ -105,6 +105,7 @@ def test_server_failing_under_load_stops_early(tmp_path: Path) -> None:
     assert doc["answer"]["value"] is not None and 4 <= doc["answer"]["value"] < min(lv["load"] for lv in failing)
 
 
+@pytest.mark.slow  # (default tier trim: CI's slow tier runs it)
 def test_ctrl_c_writes_the_levels_measured_so_far(tmp_path: Path) -> None:
     m = ServerModel(max_concurrency=4, ttft_ms=20, itl_ms=2, itl_per_active_ms=0, tokens=TOKENS)
     proc = subprocess.Popen(sweep_cmd([*server_args(m), "--slo", "ttft_p95_ms=10000"], tmp_path),
