@@ -210,8 +210,8 @@ def choices_of(outcome: Outcome) -> list[ChoiceView]:
         answer = typed.machine(outcome.profile).read_answer(body)
         if answer is None:
             return []
-        return [ChoiceView(0, answer.text, outcome.profile.canonical_finish(answer.finish), answer.tool_calls, None,
-                           native_finish=answer.finish)]
+        return [ChoiceView(0, answer.text, outcome.profile.canonical_finish(answer.finish), answer.tool_calls,
+                           answer.logprobs, native_finish=answer.finish)]
     raw = body.get("choices") if isinstance(body, dict) else None
     views = []
     for position, choice in enumerate(raw if isinstance(raw, list) else []):
@@ -406,7 +406,7 @@ def _finish_not_length(choice: ChoiceView, cap: int, field_name: str | None, lon
 
 
 def _canonical(outcome: Outcome, request: dict[str, Any]) -> dict[str, Any]:
-    """``request`` with its stop, tools, tool_choice and response_format under OpenAI's names
+    """``request`` with its stop, tools, tool_choice, response_format and logprobs under OpenAI's names
     (typed dialects; other dialects' requests as they are)."""
     return request if outcome.profile is None else canonical_request(outcome.profile, request)
 
@@ -698,7 +698,9 @@ def response_format_findings(outcome: Outcome, request: dict[str, Any]) -> list[
 
 
 def logprobs_findings(outcome: Outcome, request: dict[str, Any]) -> list[Finding]:
-    """logprobs: true gives an entry per token (token, logprob), each with top_logprobs alternatives."""
+    """logprobs: true gives an entry per token (token, logprob), each with top_logprobs alternatives
+    (OpenAI's Responses: include message.output_text.logprobs, read as logprobs: true)."""
+    request = _canonical(outcome, request)
     if request.get("logprobs") is not True or stream_cut(outcome):
         return []
     top = _int_param(request, "top_logprobs")

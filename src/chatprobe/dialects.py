@@ -191,6 +191,11 @@ def typed_body(profile: Profile, messages: list[dict[str, Any]], max_tokens: int
             body["metadata"] = {"user_id": value}
         elif name == "response_format" and not messages_api and profile.has("response_format"):
             body["text"] = {"format": _text_format(value)}
+        elif name == "logprobs" and not messages_api:
+            # Responses > Create: logprobs come back when ``include`` names
+            # message.output_text.logprobs (top_logprobs: how many alternatives)
+            if value is True and profile.has("logprobs"):
+                body["include"] = [*body.get("include", []), RESPONSES_LOGPROBS]
         elif name in ("temperature", "top_p", "max_tokens", "n", "seed", "logprobs", "response_format",
                       "presence_penalty", "frequency_penalty", "logit_bias", "user", "top_logprobs"):
             feature = "logprobs" if name == "top_logprobs" else name
@@ -199,6 +204,9 @@ def typed_body(profile: Profile, messages: list[dict[str, Any]], max_tokens: int
         else:
             body[name] = value  # the dialect's own parameters (top_k, thinking, reasoning, metadata ...)
     return body
+
+
+RESPONSES_LOGPROBS = "message.output_text.logprobs"  # Responses' include value for output logprobs
 
 
 def _text_format(fmt: Any) -> Any:
@@ -247,7 +255,7 @@ def _tool_choice(profile: Profile, choice: Any) -> Any:
 
 def canonical_request(profile: Profile, body: Any) -> Any:
     """A typed dialect's request body with the fields the generic checks read under OpenAI's
-    names (stop, tools [{type: function, function}], tool_choice, response_format): the inverse of
+    names (stop, tools [{type: function, function}], tool_choice, response_format, logprobs): the inverse of
     :func:`typed_body` for those fields. Other dialects' bodies are returned as they are."""
     if profile.body not in ("messages", "responses") or not isinstance(body, dict):
         return body
@@ -255,6 +263,9 @@ def canonical_request(profile: Profile, body: Any) -> Any:
     text = body.get("text")
     if profile.body == "responses" and isinstance(text, dict) and "format" in text:
         out["response_format"] = _response_format(text["format"])
+    include = body.get("include")
+    if profile.body == "responses" and isinstance(include, list) and RESPONSES_LOGPROBS in include:
+        out["logprobs"] = True
     if profile.stop_field and profile.stop_field != "stop" and profile.stop_field in body:
         out["stop"] = body[profile.stop_field]
     tools = body.get("tools")

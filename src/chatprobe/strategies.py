@@ -362,6 +362,8 @@ def _append_message(body: Body, message: Any) -> Body:
 
 
 def _top_logprobs_over(body: Body, value: Any) -> Body:
+    if "input" in body:  # OpenAI's Responses: logprobs are asked for through include
+        return {**body, "include": ["message.output_text.logprobs"], "top_logprobs": value}
     return {**body, "logprobs": True, "top_logprobs": value}
 
 

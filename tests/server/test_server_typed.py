@@ -480,6 +480,8 @@ def native(fault: Fault, dialect: str) -> dict[str, Any]:
     fmt = fragment.pop("response_format", None)
     if fmt is not None:  # Responses > Create: text.format (json_schema flattened)
         fragment["text"] = {"format": {"type": fmt["type"], **fmt.get("json_schema", {})}}
+    if fragment.pop("logprobs", None):  # Responses > Create: include message.output_text.logprobs
+        fragment["include"] = ["message.output_text.logprobs"]
     body = resp(input=messages, **fragment)
     if cap is not None:
         body["max_output_tokens"] = cap
@@ -740,6 +742,21 @@ def check_response_format_ignored(c: Case) -> None:
     assert isinstance(json.loads(output_text(c.plain)), dict)
     with pytest.raises(ValueError):
         json.loads(output_text(c.wire))
+
+
+def check_logprobs_missing(c: Case) -> None:
+    """Asked for (include message.output_text.logprobs): the plain server's text deltas carry one
+    entry each, the closing text and part all of them; the fault's carry empty lists."""
+    plain = data_of(c.plain, "response.output_text.delta")
+    assert plain and all(len(d["logprobs"]) == 1 for d in plain)
+    assert len(data_of(c.plain, "response.output_text.done")[0]["logprobs"]) == len(plain)
+    assert all(d["logprobs"] == [] for d in data_of(c.wire, "response.output_text.delta"))
+    assert data_of(c.wire, "response.output_text.done")[0]["logprobs"] == []
+    assert data_of(c.wire, "response.content_part.done")[0]["part"]["logprobs"] == []
+    same_except(c, {"response.output_text.delta", "response.output_text.done", "response.content_part.done",
+                    "response.output_item.done", "response.completed", "response.incomplete"})
+    whole = c.whole(c.url)["output"][0]["content"][0]
+    assert whole["logprobs"] == [] and len(c.whole(c.plain_url)["output"][0]["content"][0]["logprobs"]) == len(plain)
 
 
 CHECKS: dict[str, Callable[[Case], None]] = {

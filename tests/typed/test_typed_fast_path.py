@@ -201,6 +201,20 @@ def test_plain_answers_take_the_fast_path(dialect: str, name: str, request_fragm
         assert tokens >= 5 and fast_events == tokens - 1, (tokens, fast_events)
 
 
+def test_responses_logprobs_take_the_full_path(servers: dict[str, str]) -> None:
+    """Deltas carrying logprobs (include message.output_text.logprobs): never a template, every
+    entry collected, the same as the full path's."""
+    fault = Fault("plain", "variant", None, (RESPONSES,), "",
+                  {"stream": True, "max_tokens": 24, "ignore_eos": True, "logprobs": True, "top_logprobs": 2})
+    body, raw = _captured(servers[""], RESPONSES, fault)
+    assert body.get("include") == ["message.output_text.logprobs"]
+    seen, fast_events = every_way(RESPONSES, body, raw)
+    assert seen["findings"] == [] and fast_events == 0
+    choice = seen["result"].choices[0]
+    assert len(choice.logprobs) == len(seen["result"].token_arrivals_ns) == 24
+    assert all(len(entry["top_logprobs"]) == 2 for entry in choice.logprobs)
+
+
 @pytest.mark.parametrize("dialect", [MESSAGES, RESPONSES])
 def test_reasoning_answers(dialect: str) -> None:
     thinking = ({"thinking": {"type": "enabled", "budget_tokens": 1024}} if dialect == MESSAGES

@@ -206,8 +206,9 @@ CATALOGUE: tuple[Fault, ...] = (
        "A mid-stream error (after 3 tokens) arrives as event: message instead of event: error."),
     _f("response-schema", "response.schema", OPENAI_LIKE,
        "The non-stream response lacks the required created field.", {"stream": False}),
-    _f("logprobs-missing", "param.logprobs", OPENAI,
-       "logprobs are requested but every chunk carries logprobs: null.",
+    _f("logprobs-missing", "param.logprobs", (*OPENAI, "openai-responses"),
+       "logprobs are requested but every chunk carries logprobs: null (Responses: every text "
+       "delta and output_text part an empty list, as when include is ignored).",
        {"stream": True, "logprobs": True, "top_logprobs": 2}),
     _f("response-format-ignored", "param.response_format", (*OPENAI, "openai-responses"),
        "response_format is ignored: plain text comes back.",
@@ -545,6 +546,11 @@ class FaultHooks:
                 body["usage"]["output_tokens"] -= 1
         elif isinstance(body.get("usage"), dict):  # a Response
             self._response_object(body)
+            if on("logprobs-missing"):
+                for output in body.get("output", []):
+                    for part in output.get("content") or () if output.get("type") == "message" else ():
+                        if isinstance(part, dict) and "logprobs" in part:
+                            part["logprobs"] = []
         return body
 
     def _stop_reason(self, holder: dict[str, Any]) -> None:
@@ -585,6 +591,10 @@ class FaultHooks:
             if body is None or item.kind != CHUNK:
                 yield item
                 continue
+            if on("logprobs-missing") and kind in ("response.output_text.delta", "response.output_text.done"):
+                body["logprobs"] = []
+            elif on("logprobs-missing") and kind == "response.content_part.done" and "logprobs" in body["part"]:
+                body["part"]["logprobs"] = []  # (the same part object the item and the response carry)
             # --- anthropic-messages
             if kind == "content_block_start":
                 blocks[body["index"]] = body["content_block"]["type"]

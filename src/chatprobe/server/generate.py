@@ -552,7 +552,7 @@ def make_plan(
         stop, list) else []
     if quirks.ignore_stop:
         stops = []
-    want_logprobs = bool(body.get("logprobs")) and dialect in ("openai", "atoma")
+    want_logprobs = bool(body.get("logprobs")) and dialect in ("openai", "atoma", "openai-responses")
     top = body.get("top_logprobs")
     top = min(max(top, 0), MAX_TOP_LOGPROBS) if isinstance(top, int) and not isinstance(top, bool) else 0
     top_logprobs = top if want_logprobs else None

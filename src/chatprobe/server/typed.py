@@ -61,7 +61,16 @@ from typing import Any
 
 import orjson
 
-from chatprobe.server.chunks import CHUNK, Fill, Item, Skeleton, _content_json, _lazy
+from chatprobe.server.chunks import (
+    CHUNK,
+    Fill,
+    Item,
+    Skeleton,
+    _content_json,
+    _lazy,
+    _logprob_entry,
+    _logprobs_json,
+)
 from chatprobe.server.generate import ChoicePlan, Plan
 
 MESSAGES = "anthropic-messages"
@@ -175,6 +184,10 @@ def _responses_chat(body: dict[str, Any]) -> tuple[dict[str, Any], int | None]:
     elif isinstance(fmt, dict) and fmt.get("type") == "json_schema":
         chat["response_format"] = {"type": "json_schema",
                                    "json_schema": {"name": fmt.get("name"), "schema": fmt.get("schema")}}
+    include = body.get("include")
+    if isinstance(include, list) and "message.output_text.logprobs" in include:  # Responses > Create: include
+        chat["logprobs"] = True
+        chat["top_logprobs"] = body.get("top_logprobs") or 0
     reasoning = body.get("reasoning")
     asked = isinstance(reasoning, dict) and reasoning.get("effort") != "none"
     return chat, (0 if asked else None)
@@ -347,8 +360,9 @@ def _function_id(call_id: str) -> str:
     return "fc_" + call_id.removeprefix("call_")
 
 
-def _output_text(text: Any) -> dict[str, Any]:
-    return {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
+def _output_text(text: Any, logprobs: Any = None) -> dict[str, Any]:
+    """An output_text part (``logprobs``: its entries, when the request included them)."""
+    return {"type": "output_text", "text": text, "annotations": [], "logprobs": [] if logprobs is None else logprobs}
 
 
 def _responses_items(plan: Plan) -> Iterator[Item]:
@@ -386,14 +400,20 @@ def _responses_items(plan: Plan) -> Iterator[Item]:
             "id": message_id, "type": "message", "status": "in_progress", "role": "assistant", "content": []}},
             False)
         yield Item(step, CHUNK, {"type": "response.content_part.added", **at, "part": _output_text("")}, False)
+        entries = choice.logprobs()  # None: not asked for
         for token in choice.tokens():
-            yield Item(step, CHUNK, {"type": "response.output_text.delta", **at, "delta": token, "logprobs": []},
+            delta = [_logprob_entry(next(entries))] if entries is not None else []
+            yield Item(step, CHUNK, {"type": "response.output_text.delta", **at, "delta": token, "logprobs": delta},
                        True)
             step += 1
         last = max(step - 1, 0)
         text = choice.content
-        yield Item(last, CHUNK, {"type": "response.output_text.done", **at, "text": text, "logprobs": []}, False)
-        part = _output_text(text)
+        # the closing events carry every entry: drawn again (deterministic), not kept while streaming
+        again = choice.logprobs()
+        logprobs = [_logprob_entry(e) for e in again] if again is not None else []
+        yield Item(last, CHUNK, {"type": "response.output_text.done", **at, "text": text, "logprobs": logprobs},
+                   False)
+        part = _output_text(text, logprobs)
         yield Item(last, CHUNK, {"type": "response.content_part.done", **at, "part": part}, False)
         item = {"id": message_id, "type": "message", "status": status, "role": "assistant", "content": [part]}
         yield Item(last, CHUNK, {"type": "response.output_item.done", "output_index": len(output), "item": item},
@@ -431,7 +451,9 @@ def _responses_body(plan: Plan) -> Skeleton:
             {"type": "summary_text", "text": "".join(choice.reasoning_tokens())}]})
     if not choice.tool_calls:
         output.append({"id": message_id, "type": "message", "status": status, "role": "assistant",
-                       "content": [_output_text(_lazy(fills, partial(_content_json, choice)))]})
+                       "content": [_output_text(_lazy(fills, partial(_content_json, choice)),
+                                                None if choice.top_logprobs is None else
+                                                _lazy(fills, partial(_logprobs_json, choice)))]})
     for call in choice.tool_calls:
         output.append({"id": _function_id(call.id), "type": "function_call", "call_id": call.id,
                        "name": call.name, "arguments": call.arguments, "status": "completed"})

@@ -60,6 +60,7 @@ class Answer:
     finish: str | None = None  # the native stop reason
     tool_calls: list[dict[str, Any]] = field(default_factory=list)  # id, type, name, arguments, pointer
     usage: dict[str, Any] | None = None  # native names
+    logprobs: list[Any] | None = None  # the output text's logprob entries (None: none came)
 
 
 def normal_usage(profile: Profile, native: dict[str, Any]) -> dict[str, Any]:

@@ -147,6 +147,9 @@ def read_answer(body: Any) -> Answer | None:
             for part in item.get("content") or ():
                 if isinstance(part, dict) and part.get("type") == "output_text" and isinstance(part.get("text"), str):
                     text.append(part["text"])
+                    entries = part.get("logprobs")
+                    if isinstance(entries, list) and entries:
+                        answer.logprobs = [*(answer.logprobs or []), *entries]
         elif kind == "reasoning":
             for key in ("summary", "content"):
                 for part in item.get(key) or ():
@@ -659,6 +662,9 @@ class Validator(TypedValidator):
     def _text_delta(self, ev: Event, obj: dict[str, Any], kind: str) -> None:
         delta = obj.get("delta")
         part = self._part_for(ev, obj, kind, "message", "content_index", "output_text")
+        entries = obj.get("logprobs")
+        if isinstance(entries, list) and entries:  # asked for: include message.output_text.logprobs
+            self.choice().logprobs.extend(entries)
         if isinstance(delta, str):
             if part is not None:
                 part.pieces.append(delta)
@@ -723,8 +729,8 @@ class Validator(TypedValidator):
     def fast_slot(self, kind: str, obj: dict[str, Any]) -> tuple[tuple[str, ...], FastSink] | None:
         """An output_text delta into a message item's part: the token fast path's
         (chatprobe.typed.base._Template)."""
-        if kind != "response.output_text.delta":
-            return None
+        if kind != "response.output_text.delta" or obj.get("logprobs"):
+            return None  # (a delta carrying logprobs: the full path collects them)
         index, content_index = _int(obj.get("output_index")), _int(obj.get("content_index"))
         item = self._items.get(index) if index is not None else None
         part = item.parts.get(content_index) if item is not None and content_index is not None else None
