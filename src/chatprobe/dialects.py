@@ -201,6 +201,8 @@ def typed_body(profile: Profile, messages: list[dict[str, Any]], max_tokens: int
             feature = "logprobs" if name == "top_logprobs" else name
             if profile.has(feature):
                 body[name] = value
+        elif name == "include" and isinstance(value, list) and isinstance(body.get("include"), list):
+            body["include"] = [*value, *(v for v in body["include"] if v not in value)]  # (logprobs' came first)
         else:
             body[name] = value  # the dialect's own parameters (top_k, thinking, reasoning, metadata ...)
     return body
