@@ -29,7 +29,7 @@ from typing import Any, Literal
 
 from hypothesis import strategies as st
 
-from chatprobe.dialects import Body, RequestSpec, place, typed_body
+from chatprobe.dialects import RESPONSES_LOGPROBS, Body, RequestSpec, place, typed_body
 from chatprobe.specs import Profile, bundled_dialects, load_profile
 
 __all__ = [
@@ -363,7 +363,7 @@ def _append_message(body: Body, message: Any) -> Body:
 
 def _top_logprobs_over(body: Body, value: Any) -> Body:
     if "input" in body:  # OpenAI's Responses: logprobs are asked for through include
-        return {**body, "include": ["message.output_text.logprobs"], "top_logprobs": value}
+        return {**body, "include": [RESPONSES_LOGPROBS], "top_logprobs": value}
     return {**body, "logprobs": True, "top_logprobs": value}
 
 

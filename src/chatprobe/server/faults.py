@@ -547,10 +547,10 @@ class FaultHooks:
         elif isinstance(body.get("usage"), dict):  # a Response
             self._response_object(body)
             if on("logprobs-missing"):
-                for output in body.get("output", []):
-                    for part in output.get("content") or () if output.get("type") == "message" else ():
-                        if isinstance(part, dict) and "logprobs" in part:
-                            part["logprobs"] = []
+                messages = [o for o in body.get("output", []) if o.get("type") == "message"]
+                for part in (p for m in messages for p in m.get("content") or ()):
+                    if isinstance(part, dict) and "logprobs" in part:
+                        part["logprobs"] = []
         return body
 
     def _stop_reason(self, holder: dict[str, Any]) -> None:
