@@ -136,6 +136,59 @@ def test_failed_conform_leaves_no_earlier_report(tmp_path: Path) -> None:
     assert [n for n in names if (report / n).exists()] == []
 
 
+# --------------------------------------------------------------------------- the interruption is never lost
+
+_SWALLOWED = r"""
+import os, signal, subprocess, sys, time
+from chatprobe import children
+
+def report(what):
+    print(what, flush=True)
+
+with children.signal_handlers():
+    try:
+        if sys.argv[1] == "fork":
+            # The signal reaches us inside the fork's after-fork callbacks, where a raised
+            # exception is printed ("Exception ignored in") and dropped.
+            os.register_at_fork(after_in_parent=lambda: os.kill(os.getpid(), signal.SIGTERM))
+            child = children.spawn([sys.executable, "-c", "import time; time.sleep(60)"])
+            report(f"spawn returned; child alive: {child.poll() is None}")
+        else:
+            class Finalized:
+                def __del__(self):
+                    os.kill(os.getpid(), signal.SIGTERM)
+                    sum(range(1000))  # the handler runs (and raises) here, in the finalizer
+
+            obj = Finalized()
+            del obj
+        time.sleep(20)
+        report("not interrupted")
+    except KeyboardInterrupt:
+        report(f"interrupted; children left: {len(children.live())}")
+"""
+
+
+@pytest.mark.parametrize("where", ["fork", "finalizer"])
+def test_an_interruption_python_would_swallow_still_interrupts(where: str, tmp_path: Path) -> None:
+    """A signal whose KeyboardInterrupt Python drops (raised in an after-fork callback, a
+    finalizer) still interrupts the command, at once, with no traceback, no child left."""
+    script = tmp_path / "swallowed.py"
+    script.write_text(_SWALLOWED, encoding="utf-8")
+    started_at = time.monotonic()
+    proc = subprocess.Popen([sys.executable, str(script), where], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=_env(), start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=60)
+    finally:
+        for p in session_processes(proc.pid):
+            with contextlib.suppress(psutil.Error):
+                p.kill()
+    assert out.strip().splitlines() == ["interrupted; children left: 0"], (out, err)
+    assert "Traceback" not in err and "Exception ignored" not in err, err
+    assert time.monotonic() - started_at < 15  # not after the 20 s sleep
+    _poll("no process left", lambda: not session_processes(proc.pid), GONE_S)
+
+
 # --------------------------------------------------------------------------- serve (fast)
 
 

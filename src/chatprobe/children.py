@@ -26,7 +26,10 @@ How a child dies with its parent, however the parent dies:
   ``KeyboardInterrupt`` in the main thread (each command writes what it has, marked
   interrupted, and exits 130) and SIGKILLs any child still alive :data:`ESCALATE_S`
   later; from then on no new child is started. A second signal kills every child's group
-  and exits 130 at once.
+  and exits 130 at once. The interruption is never lost: one that comes while
+  :func:`spawn` forks is raised when the fork is over (raised in the fork's after-fork
+  callbacks Python would swallow it), and one swallowed anywhere else (a finalizer, a
+  weakref callback: "Exception ignored in") is delivered to the main thread again.
 - **an ordinary exit** with a child still registered (a bug): ``atexit`` stops it.
 
 Without ``prctl`` (not Linux) the last three still hold; a SIGKILLed parent then leaves
@@ -78,6 +81,8 @@ except (OSError, AttributeError):  # pragma: no cover - a libc without prctl
 
 _live: dict[int, subprocess.Popen[Any]] = {}  # pid -> child, until stopped or reaped
 _interrupted: list[int] = []  # the signal that interrupted us, once it came
+_forking: list[bool] = []  # non-empty while spawn forks: the interruption is raised after it
+_redeliver: list[int] = []  # an interruption swallowed where exceptions cannot propagate, sent again
 
 
 def interrupted() -> bool:
@@ -131,11 +136,20 @@ def spawn(argv: Sequence[str], *, cpus: set[int] | None = None, hold_signals: Se
         if owned in popen:
             raise TypeError(f"children.spawn sets {owned} itself")
     # subprocess.Popen looked up now: under gevent (the Locust master) it is gevent's.
-    child: subprocess.Popen[Any] = subprocess.Popen(
-        list(argv), process_group=0, preexec_fn=_arm(os.getpid(), frozenset(cpus) if cpus else None, frozenset(hold_signals)),
-        **popen
-    )
+    # An interruption while it forks is recorded, not raised (_on_signal): raised in the
+    # fork's after-fork callbacks (logging's lock release) it would be swallowed, and lost.
+    _forking.append(True)
+    try:
+        child: subprocess.Popen[Any] = subprocess.Popen(
+            list(argv), process_group=0,
+            preexec_fn=_arm(os.getpid(), frozenset(cpus) if cpus else None, frozenset(hold_signals)), **popen
+        )
+    finally:
+        _forking.pop()
     _live[child.pid] = child
+    if _interrupted:  # it came while we forked: the new child goes at once, the caller learns it
+        stop(child, 0.0)
+        raise KeyboardInterrupt
     return child
 
 
@@ -219,6 +233,11 @@ def _escalate() -> None:
 
 
 def _on_signal(signum: int, frame: FrameType | None) -> None:
+    if _redeliver:  # our own second delivery of the first signal (_on_unraisable)
+        _redeliver.clear()
+        if not _forking:
+            raise KeyboardInterrupt
+        return
     if _interrupted:  # a second signal: no more patience
         for child in list(_live.values()):
             signal_group(child, signal.SIGKILL)
@@ -227,7 +246,32 @@ def _on_signal(signum: int, frame: FrameType | None) -> None:
     for child in live():
         signal_group(child, signal.SIGTERM)
     threading.Thread(target=_escalate, name="chatprobe-children-escalate", daemon=True).start()
-    raise KeyboardInterrupt
+    if not _forking:  # spawn raises it once the fork is over
+        raise KeyboardInterrupt
+
+
+def _redeliver_soon(signum: int) -> None:
+    time.sleep(0.01)  # out of the code that swallowed it
+    if signal.getsignal(signum) is _on_signal:  # else a command's own handler takes it as a signal
+        _redeliver.append(signum)
+    # A real signal (not _thread.interrupt_main): it also ends a blocking wait in the main thread.
+    signal.pthread_kill(threading.main_thread().ident or 0, signum)
+
+
+def _unraisable_hook(previous: Callable[[Any], object]) -> Callable[[Any], object]:
+    """A KeyboardInterrupt our handler raised where Python cannot propagate it (a finalizer,
+    an after-fork or weakref callback: "Exception ignored in ...") would leave the command
+    running as if never interrupted; it is delivered again from the main thread instead,
+    and no traceback is printed for it. Anything else goes to the previous hook."""
+
+    def hook(unraisable: Any) -> None:
+        if isinstance(unraisable.exc_value, KeyboardInterrupt) and _interrupted:
+            threading.Thread(target=_redeliver_soon, args=(_interrupted[0],),
+                             name="chatprobe-children-redeliver", daemon=True).start()
+            return
+        previous(unraisable)
+
+    return hook
 
 
 @contextlib.contextmanager
@@ -238,9 +282,12 @@ def signal_handlers() -> Iterator[None]:
         yield
         return
     previous = {sig: signal.signal(sig, _on_signal) for sig in _HANDLED}
+    previous_hook = sys.unraisablehook
+    sys.unraisablehook = _unraisable_hook(previous_hook)
     try:
         yield
     finally:
+        sys.unraisablehook = previous_hook
         for sig, handler in previous.items():
             signal.signal(sig, handler)
 
