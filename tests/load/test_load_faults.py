@@ -86,3 +86,33 @@ def test_stub_target_failures(behaviour: bytes | None, reason: str, tmp_path: Pa
         req = read_summary(tmp_path)["summary"]["requests"]
         assert req["total"] > 0 and req["ok"] == 0
         assert set(req["failed_by_reason"]) == {reason}, req
+
+
+
+def test_refused_connections_are_retried_with_backoff(tmp_path: Path) -> None:
+    """A server that dies once the run started (it accepts the reachability check, then stops
+    listening): each closed-loop user backs off (10 ms doubling to 1 s), so a 2 s run sends
+    tens of requests, not the thousands a refused connect's microseconds would allow; each is
+    counted with its reason."""
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(8)
+    url = f"http://127.0.0.1:{srv.getsockname()[1]}"
+
+    def die_after_first() -> None:
+        conn, _ = srv.accept()  # the CLI's reachability check
+        conn.close()
+        srv.close()  # from now on: refused
+
+    t = threading.Thread(target=die_after_first, daemon=True)
+    t.start()
+    try:
+        proc = run_load(["--target", url, "--users", "2", "--duration", "2", *QUICK, *STUB], tmp_path, timeout=30)
+    finally:
+        t.join(5)
+        srv.close()
+    assert proc.returncode == 1 and "nothing was measured" in proc.stderr, proc.stderr
+    req = read_summary(tmp_path)["summary"]["requests"]
+    assert [r.startswith("connect: ") for r in req["failed_by_reason"]] == [True], req
+    # 2 users x (10+20+...+640 ms, then 1 s apart) in 2 s: about 18; without the back-off, thousands.
+    assert 4 <= req["total"] <= 60, req

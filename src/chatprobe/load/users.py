@@ -135,11 +135,12 @@ def send_one(environment: Environment, client: GeventClient | HttpxClient,
 
 
 def run_session(environment: Environment, client: GeventClient | HttpxClient, rng: random.Random,
-                t_start_ns: int | None = None) -> None:
+                t_start_ns: int | None = None) -> RequestRecord:
     """One multi-turn conversation (chatprobe.load.sessions): its turns one after the other,
-    each a think time after the previous reply ended; a failed turn ends it. Open loop
-    (``t_start_ns``, the arrival's scheduled time): every later turn is scheduled at the
-    previous reply's end plus the think time, and its slip measured from then."""
+    each a think time after the previous reply ended; a failed turn ends it (returned: the
+    last turn's record). Open loop (``t_start_ns``, the arrival's scheduled time): every
+    later turn is scheduled at the previous reply's end plus the think time, and its slip
+    measured from then."""
     s = state.load()
     b = state.builder
     think = parse_think_time(s.think_time)
@@ -151,17 +152,44 @@ def run_session(environment: Environment, client: GeventClient | HttpxClient, rn
             sleep_until(scheduled - _LEAD_NS)
         record = send_one(environment, client, scheduled, session.next_request(b), session, hold=turn > 1)
         if not record.ok or turn == s.turns or state.stopping:
-            return
+            break
         pause_ns = int(think_seconds(think, rng) * 1e9)
         if scheduled is None:
             if pause_ns:
                 gevent.sleep(pause_ns / 1e9)
             continue
         scheduled = (record.t_end_ns or time.perf_counter_ns()) + pause_ns
+    return record
 
 
 _CONNECTIONS_AHEAD = 4  # opened before a trace replay starts
 _LEAD_NS = 3_000_000  # a trace request's greenlet starts this early, to have its request ready
+
+
+_BACKOFF_FIRST_S = 0.01  # a closed-loop user whose connection was refused waits this, then doubles it
+_BACKOFF_MAX_S = 1.0
+
+
+class ConnectBackoff:
+    """A closed-loop user's pause after a request that could not connect (``connect: ...``:
+    refused, unreachable; the server never saw it): 10 ms, doubled each time up to 1 s, gone
+    with the first request that connects. A server that died mid-run is then asked a few
+    times a second per user, not thousands (a refused connect takes microseconds), and the
+    records say what happened without filling the disk. A connect *timeout* already waited;
+    answered requests, failed or not, never wait."""
+
+    __slots__ = ("pause_s",)
+
+    def __init__(self) -> None:
+        self.pause_s = 0.0
+
+    def after(self, record: RequestRecord) -> float:
+        """The pause due after ``record`` (0.0 when it connected)."""
+        if (record.error or "").startswith("connect: "):
+            self.pause_s = min(max(self.pause_s * 2.0, _BACKOFF_FIRST_S), _BACKOFF_MAX_S)
+        else:
+            self.pause_s = 0.0
+        return self.pause_s
 
 
 def new_client() -> GeventClient | HttpxClient:
@@ -220,13 +248,16 @@ class ChatUser(User):
 
     def on_start(self) -> None:
         self._client = make_client(state.load())
+        self._backoff = ConnectBackoff()
 
     def on_stop(self) -> None:
         self._client.close()
 
     @task
     def chat(self) -> None:
-        send_one(self.environment, self._client)
+        pause = self._backoff.after(send_one(self.environment, self._client))
+        if pause:
+            gevent.sleep(pause)
 
 
 class OpenAIUser(ChatUser):
@@ -368,13 +399,16 @@ class SessionUser(User):
         s = state.load()
         self._client = make_client(s)
         self._rng = random.Random(f"{s.seed}-{os.getpid()}-{id(self)}")
+        self._backoff = ConnectBackoff()
 
     def on_stop(self) -> None:
         self._client.close()
 
     @task
     def session(self) -> None:
-        run_session(self.environment, self._client, self._rng)
+        pause = self._backoff.after(run_session(self.environment, self._client, self._rng))
+        if pause:
+            gevent.sleep(pause)
 
 
 _DIALECT_USERS: dict[str, type[ChatUser]] = {
