@@ -104,6 +104,7 @@ def test_master_waits_for_a_worker_started_elsewhere(paced_server: str, tmp_path
 def test_worker_flag_errors_are_one_line(tmp_path: Path) -> None:
     for args in (["--worker", "nohost"], ["--worker", "127.0.0.1:1"],
                  ["--target", "http://127.0.0.1:9", "--worker", "127.0.0.1:5557", "--expect-workers", "1"],
+                 ["--target", "http://127.0.0.1:9", "--worker", "127.0.0.1:5557", "--trace", "trace.jsonl"],
                  ["--master-bind", "x", "--expect-workers", "1"], ["--expect-workers", "-1"]):
         proc = run_load(args, tmp_path, timeout=30)
         assert proc.returncode == 2, (args, proc.stdout, proc.stderr)

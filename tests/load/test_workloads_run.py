@@ -66,6 +66,9 @@ def test_trace_replay(paced_server: str, tmp_path: Path) -> None:
     html = (tmp_path / "out" / "report.html").read_text(encoding="utf-8")
     assert "Schedule (trace replay)" in html and "from the scheduled start" in html
     assert "schedule: slip (sent - scheduled)" in proc.stdout and "trace: 30 requests" in proc.stdout
+    # The workload line names the trace's lengths, not the settings' defaults the replay never used.
+    assert "workload: each request's prompt and output lengths from the trace" in proc.stdout, proc.stdout
+    assert html.count("request&#x27;s own (the trace)") == 2, html
 
 
 @pytest.mark.parametrize(("args", "message"), [

@@ -150,6 +150,8 @@ def _run_worker(args: argparse.Namespace) -> int:
         raise UsageError("--worker needs --target (the master's target)")
     if args.master_bind or args.expect_workers or args.baseline:
         raise UsageError("--worker runs a worker: --master-bind, --expect-workers and --baseline are the master's")
+    if args.trace:
+        raise UsageError("--trace replays from one generator process: a --worker cannot take part")
     host, port = split_host_port(args.worker, "--worker")
     # Its settings file in a directory of its own: a worker writes no report.
     with tempfile.TemporaryDirectory(prefix="chatprobe-worker-") as scratch:

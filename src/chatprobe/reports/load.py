@@ -389,6 +389,14 @@ def _lengths_said(name: str, c: dict[str, Any]) -> str:
             f" requested mean {_n(c['requested']['mean'], 1)}, delivered mean {_n(c['delivered']['mean'], 1)})")
 
 
+def _requested(doc: dict[str, Any], w: dict[str, Any]) -> tuple[str, str]:
+    """The prompt length and output cap asked for: the settings' specs, or in a trace replay
+    each request's own (the settings' lengths are not used then)."""
+    if doc.get("trace"):
+        return "each request's own (the trace)", "each request's own (the trace)"
+    return str(w["prompt_tokens"]["spec"]), str(w["max_tokens"]["spec"])
+
+
 def lengths_lines(doc: dict[str, Any]) -> list[str]:
     """The workload's console lines: how tokens were counted, requested vs. delivered lengths,
     TTFT by shared-prefix position, and the vLLM-definitions figures (none for older files)."""
@@ -396,7 +404,11 @@ def lengths_lines(doc: dict[str, Any]) -> list[str]:
     w = doc.get("workload")
     if w:
         after = " after the prefix" if w.get("prefix") else ""
-        what = f"prompt {w['prompt_tokens']['spec']}{after}, output {w['max_tokens']['spec']}"
+        trace = doc.get("trace")
+        if trace:  # the settings' lengths are not used in a replay
+            what = f"each request's prompt and output lengths from the trace {trace['file']}"
+        else:
+            what = f"prompt {w['prompt_tokens']['spec']}{after}, output {w['max_tokens']['spec']}"
         if w.get("dataset"):
             d = w["dataset"]
             what += f", dataset {d['file']} ({d['format']}: {d['used']} of {d['rows']} conversations)"
@@ -430,7 +442,8 @@ def lengths_html(doc: dict[str, Any]) -> list[str]:
                      + ("" if exact else ": <b>approximate (words)</b>; exact against the reference server, "
                         "approximate against a real one (give --tokenizer for exact counts)") + ".</p>")
         after = " tokens after the shared prefix" if w.get("prefix") else ""
-        sent = [["prompt length", escape(w["prompt_tokens"]["spec"]) + after], ["output cap", escape(w["max_tokens"]["spec"])],
+        prompt, output = _requested(doc, w)
+        sent = [["prompt length", escape(prompt) + after], ["output cap", escape(output)],
                 ["distinct request bodies per process", str(w["pool"])]]
         if w.get("dataset"):
             d = w["dataset"]
