@@ -74,7 +74,7 @@ from chatprobe.dialects import auth_headers, conversation_request
 from chatprobe.findings import Severity
 from chatprobe.load.clocks import ANC_BYTES as _ANC_BYTES
 from chatprobe.load.clocks import SO_TIMESTAMPNS as _SO_TIMESTAMPNS
-from chatprobe.load.clocks import kernel_clock, stamps_used
+from chatprobe.load.clocks import deadline_timers, kernel_clock, stamps_used
 from chatprobe.load.state import state
 from chatprobe.loadplan import LoadSettings
 from chatprobe.metrics import RequestRecord, resolve_output_tokens
@@ -819,18 +819,87 @@ class HttpxClient:
         self.client.close()
 
 
-_SPIN_NS = 1_200_000
+_SPIN_NS = 1_200_000  # the event loop's timer: wakes up to ~1.2 ms late (whole-millisecond epoll waits)
+
+
+class _Quantile:
+    """A running estimate of a quantile ``q`` of a stream of values (stochastic tracking:
+    up ``step * q`` after a value above it, down ``step * (1 - q)`` after one at or below),
+    kept between ``lo`` and ``hi``."""
+
+    __slots__ = ("hi", "lo", "q", "step", "value")
+
+    def __init__(self, q: float, start: int, lo: int, hi: int, step: int) -> None:
+        self.q, self.value, self.lo, self.hi, self.step = q, start, lo, hi, step
+
+    def add(self, x: int) -> None:
+        v = self.value + (self.step * self.q if x > self.value else -self.step * (1.0 - self.q))
+        self.value = int(min(max(v, self.lo), self.hi))
+
+
+class _WakeLead:
+    """How far ahead of a due time a kernel deadline timer is set, from how late this process
+    wakes from one: its 90th percentile while the spins that end the waits (yielding until
+    the due time) cost under :data:`SPIN_BUDGET` of the wall time, else its median (half the
+    writes then go out as late as the wake-up was). A quiet machine wakes within tens of
+    microseconds, a busy VM within a few hundred; spinning for every write at a high rate
+    would saturate the generator's core (benchmarks/open_loop_slip.py)."""
+
+    SPIN_BUDGET = 0.02
+    WINDOW_NS = 1_000_000_000
+
+    def __init__(self) -> None:
+        self.p50 = _Quantile(0.5, 200_000, 10_000, 1_000_000, 10_000)
+        self.p90 = _Quantile(0.9, 300_000, 10_000, 1_000_000, 10_000)
+        self.window_start_ns = time.perf_counter_ns()
+        self.spun_ns = 0
+        self.over_budget = False
+
+    @property
+    def ns(self) -> int:
+        return self.p50.value if self.over_budget else self.p90.value
+
+    def woke(self, late_ns: int) -> None:
+        self.p50.add(late_ns)
+        self.p90.add(late_ns)
+
+    def spun(self, spin_ns: int, now_ns: int) -> None:
+        self.spun_ns += spin_ns
+        elapsed = now_ns - self.window_start_ns
+        if elapsed >= self.WINDOW_NS:
+            self.over_budget = self.spun_ns > self.SPIN_BUDGET * elapsed
+            self.window_start_ns, self.spun_ns = now_ns, 0
+
+
+wake_lead = _WakeLead()
 
 
 def sleep_until(due_ns: int) -> None:
     """Return at ``due_ns`` (perf_counter_ns), late by microseconds, not by the event loop's
-    timer granularity: libev's epoll wait counts whole milliseconds, rounded up, and its
-    clock is the loop's last update (a timer fires up to ~1 ms late, or early). So the timer
-    is set :data:`_SPIN_NS` short of the due time, and the rest is spent yielding to the
-    other greenlets (``sleep(0)``: the hub still polls every socket) until it is there.
-    Measured on a 2-core VM, against a trace of 300 requests: slip p50 3 us this way; 0.5-0.7
-    ms with the timer alone, a blocking ``time.sleep`` for the last stretch, or a thread's
-    (a process that sleeps wakes ~0.1 ms late at p50, 0.4 ms at p90 there)."""
+    timer granularity (libev's epoll wait counts whole milliseconds, rounded up: its timer
+    fires 0.2-1.2 ms late). On Linux a kernel timer (clocks.DeadlineTimers) wakes the loop
+    :data:`wake_lead` short of the due time; elsewhere the loop's own timer does,
+    :data:`_SPIN_NS` short of it. The rest is spent yielding to the other greenlets
+    (``sleep(0)``: the hub still polls every socket) until it is there."""
+    left = due_ns - time.perf_counter_ns()
+    lead = wake_lead.ns
+    if left > lead and deadline_timers.available:
+        try:
+            fd = deadline_timers.arm(due_ns - lead)
+        except OSError:  # no timer to be had (fd limit): the loop's own below
+            pass
+        else:
+            try:
+                gevent.socket.wait_read(fd)
+            finally:
+                deadline_timers.release(fd)
+            woke = time.perf_counter_ns()
+            wake_lead.woke(woke - (due_ns - lead))
+            while due_ns - time.perf_counter_ns() > 0:
+                gevent.sleep(0)
+            now = time.perf_counter_ns()
+            wake_lead.spun(now - woke, now)
+            return
     while (left := due_ns - time.perf_counter_ns()) > 0:
         gevent.sleep((left - _SPIN_NS) / 1e9 if left > _SPIN_NS else 0)
 

@@ -4,11 +4,13 @@ On plain-TCP Linux sockets each read is stamped with the kernel's receive time
 (SO_TIMESTAMPNS, read with ``recvmsg``; :class:`KernelClock`), so TTFT / ITL do
 not depend on when the gevent hub got round to the socket; elsewhere (TLS, no
 SO_TIMESTAMPNS, ``--stamps user``) the stamp is ``perf_counter_ns()`` as
-``recv()`` returns. No gevent, no locust here.
+``recv()`` returns. Deadlines (:class:`DeadlineTimers`): kernel timers an event loop
+can wait for, to wake at a ``perf_counter_ns`` time. No gevent, no locust here.
 """
 
 from __future__ import annotations
 
+import ctypes
 import os
 import socket as _stdsocket
 import struct
@@ -19,8 +21,8 @@ from urllib.parse import urlsplit
 
 from chatprobe.loadplan import LoadSettings
 
-__all__ = ["ANC_BYTES", "SO_TIMESTAMPNS", "KernelClock", "clock_sample", "kernel_clock",
-           "kernel_stamps_supported", "stamps_used"]
+__all__ = ["ANC_BYTES", "SO_TIMESTAMPNS", "DeadlineTimers", "KernelClock", "clock_sample", "deadline_timers",
+           "kernel_clock", "kernel_stamps_supported", "stamps_used"]
 
 # Kernel receive timestamps. Python's socket module lacks the constant; 35 is
 # SO_TIMESTAMPNS(_OLD) in asm-generic (x86, arm, riscv…), whose cmsg is a native
@@ -121,6 +123,87 @@ def clock_sample() -> dict[str, Any]:
     return {"boot_id": _BOOT_ID, "host": _stdsocket.gethostname(),
             "perf_ns": (before + after) // 2, "wall_ns": wall}
 
+
+
+# --------------------------------------------------------------------------- deadlines
+
+class _Timespec(ctypes.Structure):
+    _fields_ = [("tv_sec", ctypes.c_long), ("tv_nsec", ctypes.c_long)]
+
+
+class _Itimerspec(ctypes.Structure):
+    _fields_ = [("it_interval", _Timespec), ("it_value", _Timespec)]
+
+
+_CLOCK_MONOTONIC = 1
+_TFD_NONBLOCK = os.O_NONBLOCK
+_TFD_CLOEXEC = os.O_CLOEXEC
+_TFD_TIMER_ABSTIME = 1
+
+
+def _timerfd_libc() -> Any:
+    """libc with timerfd_create / timerfd_settime typed, when they serve: Linux, and
+    ``perf_counter_ns`` read from CLOCK_MONOTONIC (the timer's clock). Else None."""
+    if sys.platform != "linux" or "CLOCK_MONOTONIC" not in time.get_clock_info("perf_counter").implementation:
+        return None
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.timerfd_create.argtypes = [ctypes.c_int, ctypes.c_int]
+        libc.timerfd_settime.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.POINTER(_Itimerspec), ctypes.c_void_p]
+    except (OSError, AttributeError):  # pragma: no cover - a libc without timerfd
+        return None
+    return libc
+
+
+class DeadlineTimers:
+    """Kernel timers (Linux ``timerfd``, CLOCK_MONOTONIC, absolute) that become readable at a
+    ``perf_counter_ns`` deadline to within the kernel's wake-up latency: an event loop that
+    waits for one wakes at that time, not at its own timer's next whole millisecond (libev's
+    epoll wait). A small free list: one timer per waiter at a time, reused."""
+
+    def __init__(self) -> None:
+        self._libc = _timerfd_libc()
+        self._free: list[int] = []
+        self._spec = _Itimerspec()
+
+    @property
+    def available(self) -> bool:
+        return self._libc is not None
+
+    def arm(self, due_ns: int) -> int:
+        """A timer's fd, readable from ``due_ns`` on (OSError when the kernel refuses one).
+        Give it back with :meth:`release` once it was read."""
+        libc = self._libc
+        fd = self._free.pop() if self._free else libc.timerfd_create(_CLOCK_MONOTONIC, _TFD_NONBLOCK | _TFD_CLOEXEC)
+        if fd < 0:
+            raise OSError(ctypes.get_errno(), "timerfd_create")
+        spec = self._spec
+        spec.it_value.tv_sec, spec.it_value.tv_nsec = divmod(max(due_ns, 1), 1_000_000_000)
+        if libc.timerfd_settime(fd, _TFD_TIMER_ABSTIME, ctypes.byref(spec), None) != 0:
+            err = ctypes.get_errno()
+            os.close(fd)
+            raise OSError(err, "timerfd_settime")
+        return fd
+
+    def release(self, fd: int) -> None:
+        """``fd`` back after it fired (its expiry count read) or was abandoned (disarmed here)."""
+        try:
+            os.read(fd, 8)  # the expiry count: readable no more
+        except BlockingIOError:  # not fired (the waiter was killed): disarm it
+            spec = _Itimerspec()
+            if self._libc.timerfd_settime(fd, 0, ctypes.byref(spec), None) != 0:
+                os.close(fd)
+                return
+        except OSError:
+            os.close(fd)
+            return
+        if len(self._free) < 64:
+            self._free.append(fd)
+        else:
+            os.close(fd)
+
+
+deadline_timers = DeadlineTimers()
 
 
 # Public names for the client (the same objects).
