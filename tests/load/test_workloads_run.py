@@ -133,6 +133,7 @@ def test_multi_turn_sessions_open_loop(paced_server: str, tmp_path: Path) -> Non
     records = _records(tmp_path)
     seconds = [r for r in records if r.turn == 2]
     assert seconds and all(r.t_scheduled_ns is not None for r in records)
+    assert all(r.t_sent_ns >= (r.t_scheduled_ns or 0) for r in records)  # every turn written at its time, not before
     firsts = {r.session_id: r for r in records if r.turn == 1}
     for r in seconds:  # scheduled at the reply's end plus the think time
         first = firsts[r.session_id]

@@ -150,7 +150,8 @@ def run_session(environment: Environment, client: GeventClient | HttpxClient, rn
         if turn > 1 and scheduled is not None:
             # A later turn of an open loop: prepared shortly before its time, written at it.
             sleep_until(scheduled - _LEAD_NS)
-        record = send_one(environment, client, scheduled, session.next_request(b), session, hold=turn > 1)
+        # Open loop: every turn (the first too: its greenlet starts early) written at its time.
+        record = send_one(environment, client, scheduled, session.next_request(b), session, hold=scheduled is not None)
         if not record.ok or turn == s.turns or state.stopping:
             break
         pause_ns = int(think_seconds(think, rng) * 1e9)
