@@ -7,7 +7,9 @@ Locust's own options work as usual (``-u``, ``-r``, ``-t``, ``--headless`` or th
 web UI, ``--master`` / ``--worker``). chatprobe's request settings are Locust
 options too, shown in the web UI's form (not in ``locust --help``: Locust prints
 that before it reads a locustfile): ``--dialect``, ``--dialect-profile``, ``--model``, ``--api-key-env``,
-``--max-tokens``, ``--prompt-tokens``, ``--dataset``, ``--no-stream``,
+``--max-tokens``, ``--prompt-tokens`` (``N`` or a distribution: ``uniform:LO:HI``,
+``normal:mean=M,stdev=S``, ``lognormal:…``, as ``chatprobe load``'s), ``--tokenizer``,
+``--dataset``, ``--prefix-groups``, ``--prefix-tokens``, ``--no-stream``,
 ``--no-usage``, ``--ignore-eos``, ``--request-timeout``, ``--read-timeout``,
 ``--check-schema``, ``--stamps``, ``--seed``.
 
@@ -19,9 +21,10 @@ token-bearing events). ``chatprobe load`` runs the same engine
 
 from __future__ import annotations
 
+import gevent
 from locust import User, task
 
-from chatprobe.load.users import new_client, send_one
+from chatprobe.load.users import ConnectBackoff, new_client, send_one
 
 
 class ChatProbeUser(User):
@@ -29,14 +32,18 @@ class ChatProbeUser(User):
 
     The request (dialect, body, headers) comes from the chatprobe options; the
     client reads it on its own keep-alive connection, stamps every read and checks
-    the stream as it arrives; ``send_one`` records it and reports it to Locust."""
+    the stream as it arrives; ``send_one`` records it and reports it to Locust. A refused
+    connection (the server went away) is retried after a back-off, 10 ms doubling to 1 s."""
 
     def on_start(self) -> None:
         self.chatprobe = new_client()
+        self.backoff = ConnectBackoff()
 
     def on_stop(self) -> None:
         self.chatprobe.close()
 
     @task
     def chat(self) -> None:
-        send_one(self.environment, self.chatprobe)
+        pause = self.backoff.after(send_one(self.environment, self.chatprobe))
+        if pause:
+            gevent.sleep(pause)

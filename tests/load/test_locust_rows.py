@@ -65,3 +65,37 @@ def test_plain_locustfile_runs_headless_with_metric_rows_in_its_csv(paced_server
     assert int(itl["Request Count"]) == requests * 7  # 8 tokens, 7 gaps, every request
     # The metric rows stay out of Locust's "Aggregated" row: it counts requests.
     assert int(rows[("", "Aggregated")]["Request Count"]) == requests
+
+
+def _locust(server: str, tmp_path: Path, *options: str) -> subprocess.CompletedProcess[str]:
+    env = load_env()
+    env.pop("CHATPROBE_LOAD_SETTINGS", None)
+    return subprocess.run(
+        [sys.executable, "-m", "locust", "-f", str(ROOT / "loadtests" / "chatprobe_locust.py"),
+         "--host", server, "--headless", "-u", "2", "-r", "2", "-t", "2s", "--csv", str(tmp_path / "run"),
+         "--only-summary", "--loglevel", "ERROR", *options],
+        env=env, capture_output=True, text=True, timeout=90, cwd=tmp_path,
+    )
+
+
+def test_plain_locustfile_takes_length_distributions_and_shared_prefixes(paced_server: str, tmp_path: Path) -> None:
+    """The locustfile's options shape the workload as `chatprobe load`'s do: an output length
+    drawn per request (uniform:4:6 under ignore_eos: 3 to 5 ITL gaps each), prompts of a
+    given token length behind shared prefixes."""
+    result = _locust(paced_server, tmp_path, "--max-tokens", "uniform:4:6", "--ignore-eos", "--prompt-tokens", "16",
+                     "--prefix-groups", "2", "--prefix-tokens", "8")
+    assert "Traceback" not in result.stderr, result.stderr[-3000:]
+    with open(tmp_path / "run_stats.csv", newline="") as f:
+        rows = {(row["Type"], row["Name"]): row for row in csv.DictReader(f)}
+    post = next((row for (kind, _), row in rows.items() if kind == "POST"), None)
+    assert post is not None, result.stderr[-3000:]
+    requests = int(post["Request Count"])
+    assert requests >= 20 and int(post["Failure Count"]) == 0, post
+    gaps = int(rows[("ITL", "openai")]["Request Count"])
+    assert 3 * requests < gaps < 5 * requests, (gaps, requests)  # drawn per request, not fixed
+
+
+def test_plain_locustfile_bad_length_is_one_clear_line(paced_server: str, tmp_path: Path) -> None:
+    result = _locust(paced_server, tmp_path, "--max-tokens", "uniform:9:3")
+    assert "Traceback" not in result.stderr, result.stderr[-3000:]
+    assert "--max-tokens" in result.stderr and result.returncode != 0, (result.returncode, result.stderr[-2000:])

@@ -38,6 +38,7 @@ from locust.runners import MasterRunner
 from locust.stats import StatsEntry, bucket_response_time
 
 from chatprobe.errors import UsageError
+from chatprobe.inputs import MAX_OUTPUT_TOKENS, MAX_PROMPT_TOKENS
 from chatprobe.load.client import (
     Exchange,
     Failure,
@@ -62,12 +63,14 @@ from chatprobe.loadplan import (
     think_seconds,
 )
 from chatprobe.metrics import RequestRecord, clock_offset_ns
+from chatprobe.workload import LengthSpec
 
 __all__ = [
     "AdaptiveUser",
     "AnthropicMessagesUser",
     "AtomaUser",
     "ChatUser",
+    "ConnectBackoff",
     "ElasticChatUser",
     "ElasticCompletionUser",
     "MasterInbox",
@@ -523,9 +526,18 @@ def _add_options(parser: argparse.ArgumentParser, **_: Any) -> None:
     g.add_argument("--model", default="", help="model name (default: the profile's test model)")
     g.add_argument("--api-key-env", default="", metavar="VAR",
                    help="environment variable holding the API key")
-    g.add_argument("--max-tokens", type=int, default=128, help="output cap per request")
-    g.add_argument("--prompt-tokens", type=int, default=128, help="synthetic prompt length in words")
-    g.add_argument("--dataset", default="", metavar="FILE", help="JSONL prompts instead of synthetic ones")
+    g.add_argument("--max-tokens", default="128", metavar="LENGTH",
+                   help="output cap per request: N or a distribution (uniform:LO:HI, normal:mean=M,stdev=S[,min=,max=], "
+                        "lognormal:…), as chatprobe load's")
+    g.add_argument("--prompt-tokens", default="", metavar="LENGTH",
+                   help="synthetic prompt length in tokens: N or a distribution (default 128; with --dataset: its own)")
+    g.add_argument("--tokenizer", default="", metavar="PATH",
+                   help="the model's tokenizer.json or model directory: exact token counts (default: words)")
+    g.add_argument("--dataset", default="", metavar="FILE",
+                   help="prompts from a file (JSONL, ShareGPT JSON or CSV) instead of synthetic ones")
+    g.add_argument("--prefix-groups", type=int, default=0, metavar="K",
+                   help="K shared prompt prefixes (a system message each request starts with)")
+    g.add_argument("--prefix-tokens", type=int, default=0, metavar="P", help="each shared prefix's length in tokens")
     g.add_argument("--no-stream", action="store_true", default=False, help="non-stream requests")
     g.add_argument("--no-usage", action="store_true", default=False,
                    help="do not ask for usage in the stream")
@@ -537,6 +549,15 @@ def _add_options(parser: argparse.ArgumentParser, **_: Any) -> None:
     g.add_argument("--stamps", choices=("kernel", "user"), default="kernel",
                    help="kernel receive stamps where available, or user space")
     g.add_argument("--seed", type=int, default=0, help="seed of the synthetic prompts")
+
+
+def _length_option(value: Any, flag: str, upper: int) -> int | str | None:
+    """A length option as LoadSettings takes it (an int when fixed, else the spec's text);
+    None when left empty. From the command line or the web UI's form alike (a string)."""
+    if value is None or str(value).strip() == "":
+        return None
+    spec = LengthSpec.parse(str(value), flag, upper)
+    return spec.low if spec.fixed else spec.text
 
 
 def settings_from_options(options: Any, host: str | None) -> LoadSettings:
@@ -551,9 +572,12 @@ def settings_from_options(options: Any, host: str | None) -> LoadSettings:
         api_key_env=options.api_key_env or None,
         stream=not options.no_stream,
         include_usage=not options.no_usage,
-        prompt_tokens=int(options.prompt_tokens),
+        prompt_tokens=_length_option(options.prompt_tokens, "--prompt-tokens", MAX_PROMPT_TOKENS),
         dataset=options.dataset or None,
-        max_tokens=int(options.max_tokens),
+        max_tokens=_length_option(options.max_tokens, "--max-tokens", MAX_OUTPUT_TOKENS) or 128,
+        tokenizer=options.tokenizer or None,
+        prefix_groups=int(options.prefix_groups),
+        prefix_tokens=int(options.prefix_tokens),
         ignore_eos=bool(options.ignore_eos),
         timeout_s=float(options.request_timeout),
         read_timeout_s=float(options.read_timeout),
@@ -594,6 +618,11 @@ def _on_init(environment: Environment, **_: Any) -> None:
     except UsageError as exc:
         _log.error("chatprobe: %s", exc)
         raise SystemExit(2) from None
+    finally:
+        # The event loop has not run since start-up (imports, the request bodies just built):
+        # its clock is that old, and Locust's --run-time timer, armed next, would count from
+        # it (a start-up longer than -t ended the run before its first request).
+        gevent.get_hub().loop.update_now()
 
 
 def _on_test_start(environment: Environment, **_: Any) -> None:
