@@ -167,7 +167,7 @@ def run_session(environment: Environment, client: GeventClient | HttpxClient, rn
 
 
 _CONNECTIONS_AHEAD = 4  # opened before a trace replay starts
-_LEAD_NS = 3_000_000  # a trace request's greenlet starts this early, to have its request ready
+_LEAD_NS = 3_000_000  # an open-loop request's greenlet starts this early, to have its request ready
 
 
 _BACKOFF_FIRST_S = 0.01  # a closed-loop user whose connection was refused waits this, then doubles it
