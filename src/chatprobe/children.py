@@ -233,7 +233,7 @@ def _escalate() -> None:
 
 
 def _on_signal(signum: int, frame: FrameType | None) -> None:
-    if _redeliver:  # our own second delivery of the first signal (_on_unraisable)
+    if _redeliver:  # our own second delivery of the first signal (_unraisable_hook)
         _redeliver.clear()
         if not _forking:
             raise KeyboardInterrupt

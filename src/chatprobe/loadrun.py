@@ -300,10 +300,9 @@ def _length(upper: int) -> Any:
 
     def parse(text: str) -> int | str:
         try:
-            spec = LengthSpec.parse(text, "LENGTH", upper)
+            return LengthSpec.parse(text, "LENGTH", upper).setting
         except UsageError as exc:
             raise argparse.ArgumentTypeError(str(exc).removeprefix("LENGTH: ").removeprefix("LENGTH ")) from None
-        return spec.low if spec.fixed else spec.text
 
     parse.__name__ = "length"
     return parse

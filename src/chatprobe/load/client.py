@@ -881,9 +881,8 @@ def sleep_until(due_ns: int) -> None:
     :data:`wake_lead` short of the due time; elsewhere the loop's own timer does,
     :data:`_SPIN_NS` short of it. The rest is spent yielding to the other greenlets
     (``sleep(0)``: the hub still polls every socket) until it is there."""
-    left = due_ns - time.perf_counter_ns()
-    lead = wake_lead.ns
-    if left > lead and deadline_timers.available:
+    lead, woke = wake_lead.ns, 0
+    if due_ns - time.perf_counter_ns() > lead and deadline_timers.available:
         try:
             fd = deadline_timers.arm(due_ns - lead)
         except OSError:  # no timer to be had (fd limit): the loop's own below
@@ -895,13 +894,12 @@ def sleep_until(due_ns: int) -> None:
                 deadline_timers.release(fd)
             woke = time.perf_counter_ns()
             wake_lead.woke(woke - (due_ns - lead))
-            while due_ns - time.perf_counter_ns() > 0:
-                gevent.sleep(0)
-            now = time.perf_counter_ns()
-            wake_lead.spun(now - woke, now)
-            return
+    # (after the kernel timer, under 1 ms is left, never over _SPIN_NS: only yields here)
     while (left := due_ns - time.perf_counter_ns()) > 0:
         gevent.sleep((left - _SPIN_NS) / 1e9 if left > _SPIN_NS else 0)
+    if woke:
+        now = time.perf_counter_ns()
+        wake_lead.spun(now - woke, now)
 
 
 def make_client(s: LoadSettings) -> GeventClient | HttpxClient:

@@ -187,13 +187,13 @@ class ConnectBackoff:
     def __init__(self) -> None:
         self.pause_s = 0.0
 
-    def after(self, record: RequestRecord) -> float:
-        """The pause due after ``record`` (0.0 when it connected)."""
+    def after(self, record: RequestRecord) -> None:
+        """Wait the pause due after ``record`` (none when it connected)."""
         if (record.error or "").startswith("connect: "):
             self.pause_s = min(max(self.pause_s * 2.0, _BACKOFF_FIRST_S), _BACKOFF_MAX_S)
+            gevent.sleep(self.pause_s)
         else:
             self.pause_s = 0.0
-        return self.pause_s
 
 
 def new_client() -> GeventClient | HttpxClient:
@@ -259,9 +259,7 @@ class ChatUser(User):
 
     @task
     def chat(self) -> None:
-        pause = self._backoff.after(send_one(self.environment, self._client))
-        if pause:
-            gevent.sleep(pause)
+        self._backoff.after(send_one(self.environment, self._client))
 
 
 class OpenAIUser(ChatUser):
@@ -412,9 +410,7 @@ class SessionUser(User):
 
     @task
     def session(self) -> None:
-        pause = self._backoff.after(run_session(self.environment, self._client, self._rng))
-        if pause:
-            gevent.sleep(pause)
+        self._backoff.after(run_session(self.environment, self._client, self._rng))
 
 
 _DIALECT_USERS: dict[str, type[ChatUser]] = {
@@ -556,8 +552,7 @@ def _length_option(value: Any, flag: str, upper: int) -> int | str | None:
     None when left empty. From the command line or the web UI's form alike (a string)."""
     if value is None or str(value).strip() == "":
         return None
-    spec = LengthSpec.parse(str(value), flag, upper)
-    return spec.low if spec.fixed else spec.text
+    return LengthSpec.parse(str(value), flag, upper).setting
 
 
 def settings_from_options(options: Any, host: str | None) -> LoadSettings:

@@ -112,6 +112,11 @@ class LengthSpec:
     def fixed(self) -> bool:
         return self.kind == "fixed"
 
+    @property
+    def setting(self) -> int | str:
+        """As LoadSettings keeps it: the int when fixed, else the spec as given."""
+        return self.low if self.fixed else self.text
+
     def sample(self, rng: random.Random, empirical: Sequence[int] = ()) -> int:
         """One length. ``dataset`` draws from ``empirical`` (which must not be empty)."""
         kind = self.kind
